@@ -8,6 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+# Tests never reach the Hugging Face hub (it is unreachable on CI); hub code paths are tested with fakes.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("LPFT_DATA_DIR", REPO.parent / "shared" / "data"))
 

@@ -136,3 +136,32 @@ def model_fingerprint(name_or_path: str) -> str:
             st = f.stat()
             h.update(f"{f.name}:{st.st_size}:{int(st.st_mtime)}".encode())
     return h.hexdigest()[:16]
+
+
+@torch.no_grad()
+def extract(clf: Classifier, enc, batch_size: int = 64, desc: str | None = None, logits: bool = False):
+    """Features phi(x) (N, h) — and logits (N, C) if asked — for every encoded example, in eval mode.
+
+    Batches are formed by length (little padding) and results scattered back to the original order.
+    """
+    from tqdm.auto import tqdm
+
+    from .data.batching import eval_batches, iterate
+
+    was_training = clf.training
+    clf.eval()
+    device = next(clf.parameters()).device
+    feats = logit_rows = None
+    batches = eval_batches(enc, batch_size)
+    for idx, batch in tqdm(iterate(enc, batches), total=len(batches), desc=desc, disable=desc is None,
+                           leave=False, unit="batch"):
+        inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+        phi = clf.features(**inputs)
+        if feats is None:
+            feats = torch.empty(len(enc), phi.shape[1], dtype=phi.dtype)
+            logit_rows = torch.empty(len(enc), clf.num_labels, dtype=phi.dtype) if logits else None
+        feats[idx] = phi.cpu()
+        if logits:
+            logit_rows[idx] = clf.head(phi).cpu()
+    clf.train(was_training)
+    return (feats.numpy(), logit_rows.numpy()) if logits else feats.numpy()

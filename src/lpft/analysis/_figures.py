@@ -1,0 +1,35 @@
+"""Figure plumbing shared by the analysis plots: an Agg-only figure and an atomic PNG write."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def new_figure(**kwargs) -> Figure:
+    """A figure bound to the Agg canvas. Pyplot is never touched, so no global backend or window state is involved."""
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_png(fig: Figure, path) -> Path:
+    """Write ``fig`` to ``path`` as PNG atomically: a temp file in the same folder, then ``os.replace``.
+
+    A reader never sees a half-written file, and an interrupted write leaves any previous file in place.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path

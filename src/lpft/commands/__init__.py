@@ -1,0 +1,1 @@
+"""Subcommands of the ``lpft`` CLI, one module each."""

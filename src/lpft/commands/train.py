@@ -1,0 +1,56 @@
+"""``lpft train``: one method on one task; prints the final metrics table."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from ..config import add_config_arguments, config_from_args
+from ..methods.config import RunConfig
+
+
+def add_run_location_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where data comes from and results go (these do not change the numbers)."""
+    parser.add_argument("--out", default="runs", help="folder for run records")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder with the benchmark files in their release formats (else $LPFT_DATA_DIR, "
+                             "else the Hugging Face hub)")
+    parser.add_argument("--cache-dir", default="default",
+                        help="feature / probe cache (default: $LPFT_CACHE_DIR or ~/.cache/lpft); 'none' disables")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_arguments(parser, RunConfig)
+    add_run_location_arguments(parser)
+
+
+def cache_arg(value: str | None):
+    return None if value in (None, "none") else value
+
+
+def format_table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..runs import RunRecord, train
+
+    cfg = config_from_args(RunConfig, args)
+    started = time.perf_counter()
+    folder = train(cfg, out=args.out, data_dir=args.data_dir, cache_dir=cache_arg(args.cache_dir),
+                   device=args.device)
+    record = RunRecord(folder)
+    c = record.config
+    names = list(record.metrics["test"])
+    rows = [["split"] + names]
+    for split in ("val", "test"):
+        rows.append([split] + [f"{record.metrics[split][n]:.4f}" for n in names])
+    print(f"\n{c.method.upper()} on {c.task} ({c.model}, seed {c.seed}): best epoch {record.metrics['best_epoch']}, "
+          f"{time.perf_counter() - started:.0f} s")
+    print(format_table(rows))
+    print(f"run folder: {folder}")
+    return 0

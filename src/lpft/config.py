@@ -1,0 +1,75 @@
+"""Dataclass configs whose attribute docstrings become ``--options`` (cleanrl style, no extra dependency).
+
+A config is a plain ``@dataclass``; the string literal under each field is its help text::
+
+    @dataclass
+    class Demo:
+        epochs: int = 10
+        \"\"\"passes over the training set\"\"\"
+
+``add_config_arguments(parser, Demo)`` adds ``--epochs``; ``config_from_args(Demo, args)`` builds the instance.
+We parse the docstrings with :mod:`ast` because dataclasses drop them at runtime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import inspect
+import textwrap
+import typing
+from functools import lru_cache
+
+
+class ConfigError(ValueError):
+    """An invalid option value (one-line message naming the option and what was expected)."""
+
+
+@lru_cache(maxsize=None)
+def field_docs(cls) -> dict[str, str]:
+    """Map each field of dataclass ``cls`` to the docstring written under it."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        body = tree.body[0].body
+        for node, nxt in zip(body, body[1:]):
+            if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                    and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+                    and isinstance(nxt.value.value, str)):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    return docs
+
+
+def _base_type(annotation):
+    """``int | None`` -> int, ``str`` -> str, ``bool`` -> bool."""
+    if isinstance(annotation, str):
+        annotation = eval(annotation, vars(typing), {})  # annotations of our own config classes only
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return args[0] if args else annotation
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
+    docs = field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip or not f.init:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        help_text = docs.get(f.name, "") + (f" (default: {default})" if default not in (None, "") else "")
+        kind = _base_type(hints[f.name])
+        if kind is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default,
+                                help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, type=kind, default=default, help=help_text,
+                                metavar=f.name.upper())
+
+
+def config_from_args(cls, args: argparse.Namespace, **overrides):
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    values.update(overrides)
+    return cls(**values)

@@ -1,0 +1,108 @@
+"""Linear probing: scikit-learn's LogisticRegressionCV on frozen features, copied into the head.
+
+Settings follow the paper: L2, ``Cs=10``, 5-fold, lbfgs, ``max_iter=5000``. Features of the pre-trained backbone
+are cached on disk per (model, tokenised split) and the fitted probe per (features, LP settings), so LP, LP-FT and
+LP-LoRA with the same data share one feature pass and one fit.
+
+Binary tasks: scikit-learn keeps one coefficient row ``w`` with ``P(y=1) = sigmoid(w.x + b)``. We write the head
+as the pair of rows ``(-w/2, w/2)`` (biases ``(-b/2, b/2)``): ``softmax`` of that pair is exactly
+``(1 - sigmoid(z), sigmoid(z))``, and of all pairs that do so it has the smallest norm — the same
+"rows sum to zero" form that the multinomial L2 solution takes for C > 2, so Norm(C) is comparable across tasks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sklearn.linear_model import LogisticRegressionCV
+
+from ..config import ConfigError
+from ..data.batching import Encoded
+from ..io import load_array, load_tensors, save_array, save_tensors
+from ..model import Classifier, extract, model_fingerprint
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("LPFT_CACHE_DIR", Path.home() / ".cache" / "lpft"))
+
+
+def encoded_fingerprint(enc: Encoded) -> str:
+    h = hashlib.sha256()
+    for row in enc.input_ids:
+        h.update(np.asarray(row, dtype=np.int32).tobytes() + b"|")
+    if enc.token_type_ids is not None:
+        for row in enc.token_type_ids:
+            h.update(np.asarray(row, dtype=np.int8).tobytes() + b"|")
+    return h.hexdigest()[:16]
+
+
+def pretrained_features(clf: Classifier, model_name: str, enc: Encoded, cache_dir: Path | None,
+                        batch_size: int = 64, desc: str = "features") -> np.ndarray:
+    """phi0 for every example, from the cache if present. ``clf`` must hold the pre-trained backbone."""
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / "features" / f"{model_fingerprint(model_name)}-{encoded_fingerprint(enc)}.npy"
+        if path.exists():
+            return load_array(path)
+    feats = extract(clf, enc, batch_size, desc=desc)
+    if path is not None:
+        save_array(path, feats)
+    return feats
+
+
+# The paper's probe is pure L2 scored by accuracy (scikit-learn's old defaults). Newer scikit-learn changes those
+# defaults with warnings, so pin them explicitly where the version knows the option; we read only coef_/intercept_.
+_PAPER_SETTINGS = {"l1_ratios": (0.0,), "scoring": "accuracy", "use_legacy_attributes": False}
+_LP_KWARGS = {k: v for k, v in _PAPER_SETTINGS.items() if k in inspect.signature(LogisticRegressionCV).parameters}
+
+
+def fit_linear_probe(features: np.ndarray, labels: np.ndarray, num_labels: int, cs: int = 10, folds: int = 5,
+                     max_iter: int = 5000) -> tuple[np.ndarray, np.ndarray]:
+    """Fit LogisticRegressionCV; return the head ``(W (C, h), b (C,))`` in float64 (see module docstring)."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    present = np.unique(labels)
+    if len(present) != num_labels:
+        missing = sorted(set(range(num_labels)) - set(present.tolist()))
+        raise ConfigError(f"linear probe needs training examples of every class; label id(s) {missing} have none "
+                          "(use a larger --train-subset)")
+    # stratified CV needs every class in every fold: fewer folds on tiny training sets (recorded in the config)
+    folds = max(2, min(folds, int(np.bincount(labels).min())))
+    probe = LogisticRegressionCV(Cs=cs, cv=folds, solver="lbfgs", max_iter=max_iter, **_LP_KWARGS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        probe.fit(np.asarray(features, dtype=np.float64), labels)
+    coef, intercept = probe.coef_.astype(np.float64), probe.intercept_.astype(np.float64)
+    if coef.shape[0] == 1:  # binary: one row for class 1
+        coef = np.concatenate([-coef / 2, coef / 2])
+        intercept = np.concatenate([-intercept / 2, intercept / 2])
+    return coef, intercept
+
+
+def linear_probe(features: np.ndarray, labels: np.ndarray, num_labels: int, cs: int, folds: int, max_iter: int,
+                 cache_dir: Path | None, features_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """``fit_linear_probe`` with an on-disk cache keyed by the features and the LP settings."""
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / "probes" / f"{features_key}-C{cs}-k{folds}-i{max_iter}.safetensors"
+        if path.exists():
+            saved = load_tensors(path)
+            return saved["weight"].numpy(), saved["bias"].numpy()
+    weight, bias = fit_linear_probe(features, labels, num_labels, cs, folds, max_iter)
+    if path is not None:
+        save_tensors(path, {"weight": torch.from_numpy(weight), "bias": torch.from_numpy(bias)})
+    return weight, bias
+
+
+def set_head(clf: Classifier, weight: np.ndarray, bias: np.ndarray) -> None:
+    """Copy a (C, h) weight and (C,) bias into ``clf.head`` (in the head's dtype)."""
+    with torch.no_grad():
+        clf.head.weight.copy_(torch.as_tensor(weight, dtype=clf.head.weight.dtype))
+        clf.head.bias.copy_(torch.as_tensor(bias, dtype=clf.head.bias.dtype))

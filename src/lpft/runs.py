@@ -1,0 +1,214 @@
+"""Run records: ``train(cfg)`` turns a :class:`RunConfig` into a self-describing run folder; ``RunRecord`` reads it.
+
+A run folder (``<out>/<task>/<method>/<model>-seed<seed>-<key>/``) holds::
+
+    config.json        the resolved RunConfig + the data actually used (sizes, content fingerprints)
+    environment.json   package versions, Python, platform, git revision, command line
+    heads/             init / lp / start / ft .safetensors: the head at initialisation, after LP,
+                       at the start of FT (after any norm rescaling) and after FT (weight (C, h), bias (C,))
+    model.safetensors  the best epoch's parameters that differ from the pre-trained backbone: the head for LP,
+                       everything for FT / LP-FT, LoRA factors + head for LoRA / LP-LoRA
+    history.json       one row per epoch: train loss, validation metrics, head norms, mean logit norm, seconds
+    steps.json         every ``log_every`` steps: loss, head weight / bias norm, mean logit norm of the batch
+    logits/            validation.npy, test.npy (N, C) and validation_labels.npy, test_labels.npy
+    metrics.json       {"val": {...}, "test": {...}, "best_epoch": k, "seconds": s} — written last: its presence
+                       marks a finished run, which is then reused instead of recomputed
+    state/             resume state while training (removed when finished)
+
+Every file is written atomically. Validation of options, data and model happens before the folder is created, so
+bad input leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .data import Task, compute_metrics, files_task, get_task
+from .data.base import fingerprint
+from .data.batching import Encoded, encode
+from .io import environment_info, load_array, load_tensors, read_json, save_array, save_tensors, write_json
+from .methods.config import RunConfig
+from .methods.finetune import finetune, load_trainable_state, trainable_state
+from .methods.lora import apply_lora, merge_lora
+from .methods.lp import (default_cache_dir, encoded_fingerprint, linear_probe, pretrained_features, set_head)
+from .model import Classifier, init_head, load_tokenizer, model_fingerprint, extract
+
+HEAD_STAGES = ("init", "lp", "start", "ft")
+
+
+def load_task(cfg: RunConfig, data_dir: str | None = None) -> Task:
+    if cfg.task == "files":
+        return files_task(cfg.train_file, cfg.validation_file, cfg.test_file,
+                          text_columns=tuple(c.strip() for c in cfg.text_columns.split(",")),
+                          label_column=cfg.label_column)
+    return get_task(cfg.task, data_dir)
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs before training: the task, the tokenizer and the three encoded splits."""
+
+    task: Task
+    tokenizer: object
+    splits: dict[str, Encoded]
+    data_info: dict
+
+
+def prepare(cfg: RunConfig, data_dir: str | None = None) -> Prepared:
+    """Load and tokenise the data (raises DataError / ModelError on bad input; writes nothing)."""
+    task = load_task(cfg, data_dir)
+    tokenizer = load_tokenizer(cfg.model)
+    splits, info = {}, {}
+    for split in ("train", "validation", "test"):
+        examples = task.load(split)
+        limit = cfg.train_subset if split == "train" else cfg.eval_subset
+        examples = examples[:limit] if limit else examples
+        splits[split] = encode(tokenizer, examples, cfg.max_length)
+        info[split] = {"size": len(examples), "fingerprint": fingerprint(examples)}
+    return Prepared(task, tokenizer, splits, {"task": task.name, "labels": list(task.labels),
+                                              "metrics": list(task.metrics), "splits": info})
+
+
+def run_folder(cfg: RunConfig, out: str | Path = "runs") -> Path:
+    model_slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(cfg.model.rstrip("/")).name)
+    return Path(out) / cfg.task / cfg.method / f"{model_slug}-seed{cfg.seed}-{cfg.run_key()}"
+
+
+def _head_tensors(clf: Classifier) -> dict:
+    return {"weight": clf.head.weight.detach().clone(), "bias": clf.head.bias.detach().clone()}
+
+
+def rescale_head(clf: Classifier, norm: float | None = None, scale: float | None = None) -> None:
+    """Scale weight and bias together so that ||V||_F == norm (or by ``scale``): the paper's norm sweep."""
+    if norm is None and scale is None:
+        return
+    factor = scale if scale is not None else norm / float(clf.head.weight.detach().norm())
+    with torch.no_grad():
+        clf.head.weight.mul_(factor)
+        clf.head.bias.mul_(factor)
+
+
+def train(cfg: RunConfig, out: str | Path = "runs", data_dir: str | None = None,
+          cache_dir: str | Path | None = "default", device: str | None = None) -> Path:
+    """Run (or reuse, or resume) one training run; returns its folder."""
+    cfg = cfg.resolved()
+    folder = run_folder(cfg, out)
+    if (folder / "metrics.json").exists():
+        tqdm.write(f"reusing finished run {folder}")
+        return folder
+    cache = default_cache_dir() if cache_dir == "default" else (Path(cache_dir) if cache_dir else None)
+    started = time.perf_counter()
+    prep = prepare(cfg, data_dir)
+    task, splits = prep.task, prep.splits
+    clf = Classifier.from_pretrained(cfg.model, task.num_labels, cfg.dropout)
+    init_head(clf.head, cfg.seed)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    clf.to(device)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "config.json", {"config": dataclasses.asdict(cfg), "data": prep.data_info})
+    write_json(folder / "environment.json", environment_info())
+    save_tensors(folder / "heads" / "init.safetensors", _head_tensors(clf))
+
+    def evaluate(logits, labels):
+        metrics = compute_metrics(task.metrics, labels, logits)
+        return metrics[task.primary_metric], metrics
+
+    result = None
+    if cfg.uses_lp:
+        feats = pretrained_features(clf, cfg.model, splits["train"], cache, cfg.eval_batch_size, "LP features train")
+        key = f"{model_fingerprint(cfg.model)}-{encoded_fingerprint(splits['train'])}"
+        weight, bias = linear_probe(feats, splits["train"].labels, task.num_labels, cfg.lp_cs, cfg.lp_folds,
+                                    cfg.lp_max_iter, cache, key)
+        set_head(clf, weight, bias)
+        save_tensors(folder / "heads" / "lp.safetensors", {"weight": torch.from_numpy(weight),
+                                                             "bias": torch.from_numpy(bias)})
+    if cfg.method == "lp":
+        logits = {}
+        for split in ("validation", "test"):
+            phi = pretrained_features(clf, cfg.model, splits[split], cache, cfg.eval_batch_size, f"LP features {split}")
+            logits[split] = phi.astype(np.float64) @ weight.T + bias
+        history, steps, best_epoch = [], [], 0
+    else:
+        if cfg.uses_lora:
+            apply_lora(clf, cfg.lora_r, cfg.lora_alpha, seed=cfg.seed)
+        rescale_head(clf, cfg.head_norm, cfg.head_scale)
+        save_tensors(folder / "heads" / "start.safetensors", _head_tensors(clf))
+        result = finetune(clf, splits["train"], splits["validation"], epochs=cfg.epochs, batch_size=cfg.batch_size,
+                          lr=cfg.lr, seed=cfg.seed, evaluate=evaluate, state_dir=folder / "state",
+                          weight_decay=cfg.weight_decay, log_every=cfg.log_every,
+                          eval_batch_size=cfg.eval_batch_size, desc=cfg.method.upper())
+        save_tensors(folder / "heads" / "ft.safetensors", _head_tensors(clf))
+        logits = {split: extract(clf, splits[split], cfg.eval_batch_size, desc=f"evaluate {split}", logits=True)[1]
+                  for split in ("validation", "test")}
+        history, steps, best_epoch = result.history, result.steps, result.best_epoch
+
+    save_tensors(folder / "model.safetensors", trainable_state(clf) if cfg.method != "lp" else
+                 {"head.weight": clf.head.weight, "head.bias": clf.head.bias})
+    for split, values in logits.items():
+        save_array(folder / "logits" / f"{split}.npy", values)
+        save_array(folder / "logits" / f"{split}_labels.npy", splits[split].labels)
+    write_json(folder / "history.json", history)
+    write_json(folder / "steps.json", steps)
+    metrics = {"val": evaluate(logits["validation"], splits["validation"].labels)[1],
+               "test": evaluate(logits["test"], splits["test"].labels)[1],
+               "best_epoch": best_epoch, "seconds": time.perf_counter() - started}
+    write_json(folder / "metrics.json", metrics)
+    if (folder / "state").exists():
+        import shutil
+
+        shutil.rmtree(folder / "state")
+    return folder
+
+
+class RunRecord:
+    """Read access to a finished run folder: config, metrics, history, heads, logits and the trained model."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not (self.path / "metrics.json").exists():
+            raise FileNotFoundError(f"{self.path} is not a finished run folder (no metrics.json)")
+        saved = read_json(self.path / "config.json")
+        self.config = RunConfig(**saved["config"])
+        self.data = saved["data"]
+        self.metrics = read_json(self.path / "metrics.json")
+        self.history = read_json(self.path / "history.json")
+        self.steps = read_json(self.path / "steps.json")
+
+    def head(self, stage: str) -> tuple[np.ndarray, np.ndarray]:
+        """(weight (C, h), bias (C,)) at ``stage`` in init, lp, start, ft (lp only for LP methods)."""
+        if stage not in HEAD_STAGES:
+            raise ValueError(f"unknown head stage {stage!r}: expected one of {', '.join(HEAD_STAGES)}")
+        tensors = load_tensors(self.path / "heads" / f"{stage}.safetensors")
+        return tensors["weight"].numpy(), tensors["bias"].numpy()
+
+    def logits(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """(logits (N, C), labels (N,)) of the best model on ``validation`` or ``test``."""
+        return (load_array(self.path / "logits" / f"{split}.npy"),
+                load_array(self.path / "logits" / f"{split}_labels.npy"))
+
+    def pretrained(self) -> Classifier:
+        """The pre-trained backbone with the run's initial head (phi0 for feature-change statistics)."""
+        clf = Classifier.from_pretrained(self.config.model, len(self.data["labels"]), self.config.dropout)
+        weight, bias = self.head("init")
+        with torch.no_grad():
+            clf.head.weight.copy_(torch.from_numpy(weight))
+            clf.head.bias.copy_(torch.from_numpy(bias))
+        return clf.eval()
+
+    def classifier(self, merge_lora_weights: bool = False) -> Classifier:
+        """The trained model (best epoch). LoRA runs come back PEFT-wrapped, reproducing the saved logits exactly;
+        ``merge_lora_weights=True`` folds the adapters into plain weights (equal up to float rounding)."""
+        clf = self.pretrained()
+        if self.config.uses_lora:
+            apply_lora(clf, self.config.lora_r, self.config.lora_alpha, seed=self.config.seed)
+        load_trainable_state(clf, load_tensors(self.path / "model.safetensors"))
+        return (merge_lora(clf) if merge_lora_weights else clf).eval()
