@@ -59,7 +59,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, 
             continue
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else None
-        help_text = docs.get(f.name, "") + (f" (default: {default})" if default not in (None, "") else "")
+        help_text = docs.get(f.name, "").replace("%", "%%")  # argparse %-formats help strings
         kind = _base_type(hints[f.name])
         if kind is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default,

@@ -1,0 +1,70 @@
+"""The `lpft` command through a subprocess: help, bad input (exit 2, one line, nothing written), a tiny run."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def lpft(*args, cwd=None, env_extra=None):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore", **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "lpft", *args], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=600)
+
+
+def test_help_lists_subcommands():
+    out = lpft("--help")
+    assert out.returncode == 0 and "train" in out.stdout
+    out = lpft("train", "--help")
+    assert out.returncode == 0 and "--method" in out.stdout and "paper Table 6" in out.stdout
+
+
+@pytest.fixture(scope="module")
+def toy_csv(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli-data")
+    rows = ["text,label"] + [f"{'good great fine' if i % 2 else 'bad awful poor'} item {i},{'pos' if i % 2 else 'neg'}"
+                             for i in range(40)]
+    (folder / "train.csv").write_text("\n".join(rows) + "\n")
+    (folder / "bad.csv").write_text("text,label\nhello,pos\nworld,\n")
+    return folder
+
+
+BAD_INPUTS = [
+    (["--task", "nosuchtask"], "unknown task 'nosuchtask'"),
+    (["--task", "cb", "--method", "sgd"], "--method 'sgd' is unknown"),
+    (["--task", "cb", "--lr", "-1"], "--lr must be > 0"),
+    (["--task", "cb", "--epochs", "0"], "--epochs must be > 0"),
+    (["--task", "cb", "--model", "./no/such/model"], "model path './no/such/model' does not exist"),
+    (["--task", "files"], "--task files needs --train-file"),
+    (["--task", "cb", "--data-dir", "/no/such/dir"], "/no/such/dir"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[m for _, m in BAD_INPUTS])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, message, tmp_path):
+    out_dir = tmp_path / "runs"
+    result = lpft("train", *args, "--out", str(out_dir), "--cache-dir", "none")
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("lpft: error:"), result.stderr
+    assert message in lines[0]
+    assert not out_dir.exists()
+
+
+def test_malformed_data_file_names_file_and_row(toy_csv, tmp_path):
+    result = lpft("train", "--task", "files", "--train-file", str(toy_csv / "bad.csv"), "--out", str(tmp_path / "r"))
+    assert result.returncode == 2
+    assert "bad.csv" in result.stderr and "3" in result.stderr, result.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_tiny_run_end_to_end_and_reuse(toy_csv, tiny_bert_dir, tmp_path):
+    args = ["train", "--task", "files", "--train-file", str(toy_csv / "train.csv"), "--model", str(tiny_bert_dir),
+            "--method", "lp-ft", "--epochs", "1", "--max-length", "16", "--out", str(tmp_path / "runs"),
+            "--cache-dir", str(tmp_path / "cache")]
+    first = lpft(*args)
+    assert first.returncode == 0, first.stderr
+    assert "LP-FT on files" in first.stdout and "test" in first.stdout and "run folder:" in first.stdout
+    again = lpft(*args)
+    assert again.returncode == 0 and "reusing finished run" in again.stdout + again.stderr
