@@ -96,6 +96,41 @@ def rescale_head(clf: Classifier, norm: float | None = None, scale: float | None
         clf.head.bias.mul_(factor)
 
 
+def start_of_fine_tuning(cfg: RunConfig, prep: Prepared, cache: Path | None,
+                         device: str | None = None) -> tuple[Classifier, dict[str, dict]]:
+    """The model as the FT stage starts (for LP: after LP) and the heads on the way there.
+
+    The pre-trained backbone with the seeded random head (FT, LoRA) or the linear probe's head (LP-FT, LP-LoRA),
+    wrapped with LoRA for LoRA methods and rescaled by ``head_norm`` / ``head_scale``. Returns the model and
+    ``{"init": ..., "lp": ..., "start": ...}`` head tensors (``lp`` only for LP methods, ``start`` not for LP).
+    The eNTK of the FT stage is taken at exactly this model.
+    """
+    cfg = cfg.resolved()
+    task, splits = prep.task, prep.splits
+    clf = Classifier.from_pretrained(cfg.model, task.num_labels, cfg.dropout)
+    init_head(clf.head, cfg.seed)
+    clf.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    heads = {"init": _head_tensors(clf)}
+    if cfg.uses_lp:
+        feats = pretrained_features(clf, cfg.model, splits["train"], cache, cfg.eval_batch_size, "LP features train")
+        key = f"{model_fingerprint(cfg.model)}-{encoded_fingerprint(splits['train'])}"
+        weight, bias = linear_probe(feats, splits["train"].labels, task.num_labels, cfg.lp_cs, cfg.lp_folds,
+                                    cfg.lp_max_iter, cache, key)
+        set_head(clf, weight, bias)
+        heads["lp"] = {"weight": torch.from_numpy(weight), "bias": torch.from_numpy(bias)}
+    if cfg.method != "lp":
+        if cfg.uses_lora:
+            apply_lora(clf, cfg.lora_r, cfg.lora_alpha, seed=cfg.seed)
+        rescale_head(clf, cfg.head_norm, cfg.head_scale)
+        heads["start"] = _head_tensors(clf)
+    return clf, heads
+
+
+def resolve_cache(cache_dir: str | Path | None) -> Path | None:
+    """``"default"`` → $LPFT_CACHE_DIR or ~/.cache/lpft; None → no cache."""
+    return default_cache_dir() if cache_dir == "default" else (Path(cache_dir) if cache_dir else None)
+
+
 def train(cfg: RunConfig, out: str | Path = "runs", data_dir: str | None = None,
           cache_dir: str | Path | None = "default", device: str | None = None) -> Path:
     """Run (or reuse, or resume) one training run; returns its folder."""
@@ -104,44 +139,30 @@ def train(cfg: RunConfig, out: str | Path = "runs", data_dir: str | None = None,
     if (folder / "metrics.json").exists():
         tqdm.write(f"reusing finished run {folder}")
         return folder
-    cache = default_cache_dir() if cache_dir == "default" else (Path(cache_dir) if cache_dir else None)
+    cache = resolve_cache(cache_dir)
     started = time.perf_counter()
     prep = prepare(cfg, data_dir)
     task, splits = prep.task, prep.splits
-    clf = Classifier.from_pretrained(cfg.model, task.num_labels, cfg.dropout)
-    init_head(clf.head, cfg.seed)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    clf.to(device)
+    clf, heads = start_of_fine_tuning(cfg, prep, cache, device)
 
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / "config.json", {"config": dataclasses.asdict(cfg), "data": prep.data_info})
     write_json(folder / "environment.json", environment_info())
-    save_tensors(folder / "heads" / "init.safetensors", _head_tensors(clf))
+    for stage, tensors in heads.items():
+        save_tensors(folder / "heads" / f"{stage}.safetensors", tensors)
 
     def evaluate(logits, labels):
         metrics = compute_metrics(task.metrics, labels, logits)
         return metrics[task.primary_metric], metrics
 
-    result = None
-    if cfg.uses_lp:
-        feats = pretrained_features(clf, cfg.model, splits["train"], cache, cfg.eval_batch_size, "LP features train")
-        key = f"{model_fingerprint(cfg.model)}-{encoded_fingerprint(splits['train'])}"
-        weight, bias = linear_probe(feats, splits["train"].labels, task.num_labels, cfg.lp_cs, cfg.lp_folds,
-                                    cfg.lp_max_iter, cache, key)
-        set_head(clf, weight, bias)
-        save_tensors(folder / "heads" / "lp.safetensors", {"weight": torch.from_numpy(weight),
-                                                             "bias": torch.from_numpy(bias)})
     if cfg.method == "lp":
         logits = {}
+        weight, bias = heads["lp"]["weight"].numpy(), heads["lp"]["bias"].numpy()
         for split in ("validation", "test"):
             phi = pretrained_features(clf, cfg.model, splits[split], cache, cfg.eval_batch_size, f"LP features {split}")
             logits[split] = phi.astype(np.float64) @ weight.T + bias
         history, steps, best_epoch = [], [], 0
     else:
-        if cfg.uses_lora:
-            apply_lora(clf, cfg.lora_r, cfg.lora_alpha, seed=cfg.seed)
-        rescale_head(clf, cfg.head_norm, cfg.head_scale)
-        save_tensors(folder / "heads" / "start.safetensors", _head_tensors(clf))
         result = finetune(clf, splits["train"], splits["validation"], epochs=cfg.epochs, batch_size=cfg.batch_size,
                           lr=cfg.lr, seed=cfg.seed, evaluate=evaluate, state_dir=folder / "state",
                           weight_decay=cfg.weight_decay, log_every=cfg.log_every,

@@ -110,18 +110,21 @@ def pad_rows(rows: Sequence[Mapping[str, torch.Tensor]], pad_token_id: int = 0) 
     return out
 
 
-def _chunks(rows, max_tokens: int, max_batch: int) -> list[list[int]]:
-    """Group samples of similar length (longest first) so that padded batch size * width <= max_tokens."""
-    order = sorted(range(len(rows)), key=lambda i: -len(rows[i]["input_ids"]))
-    chunks, cur = [], []
-    for i in order:
-        width = len(rows[cur[0]]["input_ids"]) if cur else len(rows[i]["input_ids"])
-        if cur and ((len(cur) + 1) * width > max_tokens or len(cur) >= max_batch):
+def _chunks(rows, max_tokens: int, max_batch: int, split: int) -> list[list[int]]:
+    """Batches of similar length (longest first), padded size * width <= max_tokens; samples before and after
+    ``split`` never share a batch, so in batch order the first ``split`` samples stay first."""
+    chunks = []
+    for part in (range(split), range(split, len(rows))):
+        order = sorted(part, key=lambda i: -len(rows[i]["input_ids"]))
+        cur: list[int] = []
+        for i in order:
+            width = len(rows[cur[0]]["input_ids"]) if cur else 0
+            if cur and ((len(cur) + 1) * width > max_tokens or len(cur) >= max_batch):
+                chunks.append(cur)
+                cur = []
+            cur.append(i)
+        if cur:
             chunks.append(cur)
-            cur = []
-        cur.append(i)
-    if cur:
-        chunks.append(cur)
     return chunks
 
 
@@ -135,8 +138,9 @@ class DenseBlock:
 
     name: str
     G: torch.Tensor
+    num_samples: int
 
-    def gram(self, ncols: int, slab: int = 8192, block_rows: int = 256) -> torch.Tensor:
+    def gram(self, ncols: int, slab: int = 32768, block_rows: int = 256) -> torch.Tensor:
         """``G @ G[:ncols*C].T`` as float64, (R, ncols*C); ``ncols`` = number of leading (train) samples.
 
         Column slabs keep the float32 products short (accuracy) and cache-sized (speed); the square train x train
@@ -144,7 +148,7 @@ class DenseBlock:
         """
         G = self.G
         R, P = G.shape
-        C = R // max(1, self.num_samples)
+        C = R // self.num_samples
         m = ncols * C
         out = torch.zeros(R, m, dtype=torch.float64)
         edges = list(range(0, m, block_rows)) + [m]
@@ -158,8 +162,6 @@ class DenseBlock:
         for a0, a1 in zip(edges[:-1], edges[1:]):  # mirror the upper block triangle
             out[a1:m, a0:a1] = out[a0:a1, a1:m].T
         return out
-
-    num_samples: int = field(default=0, repr=False)
 
 
 @dataclass
@@ -330,7 +332,8 @@ class _Recorder:
 
     def _count(self, mod, inp, out):
         self.counts[id(mod)] = self.counts.get(id(mod), 0) + 1
-        self.shapes[id(mod)] = (tuple(inp[0].shape[1:]), tuple(out.shape[1:]))
+        if inp and torch.is_tensor(inp[0]) and torch.is_tensor(out):
+            self.shapes[id(mod)] = (tuple(inp[0].shape[1:]), tuple(out.shape[1:]))
 
 
 class _Taps:
@@ -387,7 +390,9 @@ class LogitGradients:
     copied. ``memory_budget`` (bytes) bounds the large buffers (see :data:`DEFAULT_MEMORY_BUDGET`).
     ``embedding_fraction``: ``None`` (exact, default) or p in (0, 1]: an *approximation* that keeps each
     word-embedding row with probability p (``seed``) and scales that block by 1/p (unbiased); the paper kept 10 %.
-    ``max_tokens``: padded tokens per batch.
+    ``max_tokens``: padded tokens per batch. ``split``: the first ``split`` samples (the train set) come first in
+    batch order, so a block's ``gram(split)`` is (all x train). ``staged=False`` forces the one-stage, sample-by-sample path
+    (``None``: staged whenever the chain check passes).
 
     Attributes: ``features`` (N, h) float64 phi0; ``num_labels``; ``group_names`` (the blocks, in order);
     ``staged`` (False when the backbone runs as one stage, sample by sample).
@@ -395,7 +400,8 @@ class LogitGradients:
 
     def __init__(self, clf, samples, *, dtype: torch.dtype = torch.float32,
                  memory_budget: int = DEFAULT_MEMORY_BUDGET, embedding_fraction: float | None = None,
-                 seed: int = 0, max_tokens: int = 2048, max_batch: int = 64):
+                 seed: int = 0, max_tokens: int = 2048, max_batch: int = 64, staged: bool | None = None,
+                 split: int | None = None):
         if embedding_fraction is not None and not 0 < embedding_fraction <= 1:
             raise ValueError(f"embedding_fraction must be in (0, 1], got {embedding_fraction}")
         model_dtype = next(clf.parameters()).dtype
@@ -410,11 +416,15 @@ class LogitGradients:
         self.rows = sample_rows(samples)
         self.num_samples = len(self.rows)
         self.pad_token_id = int(pad)
-        self.chunks = _chunks(self.rows, max_tokens, max_batch)
+        self.split = self.num_samples if split is None else int(split)
+        self.chunks = _chunks(self.rows, max_tokens, max_batch, self.split)
+        # blocks use *batch order*: position p holds sample order[p]; `to_sample_order` maps a Gram back
+        self.order = np.array([i for idx in self.chunks for i in idx], dtype=np.int64)
+        self._starts = np.cumsum([0] + [len(idx) for idx in self.chunks])
         self.V0 = self.model.head.weight.detach().to(dtype)
         self.word_embedding = _word_embeddings(backbone)
         with self._eval():
-            self.stages, self.staged = self._plan()
+            self.stages, self.staged = self._plan(staged is not False)
             self._record()
         self.plan = self._plan_groups()
         self.group_names = [g for p in self.plan for g in p["groups"]]
@@ -434,10 +444,10 @@ class LogitGradients:
     def _batch(self, idx) -> dict[str, torch.Tensor]:
         return pad_rows([self.rows[i] for i in idx], self.pad_token_id)
 
-    def _plan(self) -> tuple[list[_Stage], bool]:
+    def _plan(self, try_stages: bool) -> tuple[list[_Stage], bool]:
         """Cut the backbone into verified stages, or fall back to one stage run sample by sample."""
         backbone = self.model.backbone
-        stages = _candidate_stages(backbone)
+        stages = _candidate_stages(backbone) if try_stages else None
         if stages is not None and self._verify(stages):
             return stages, True
         whole = _Stage("", backbone, False)
@@ -452,6 +462,7 @@ class LogitGradients:
         backbone = self.model.backbone
         rec = _Recorder(stages, watch=list(backbone.modules()), keep_outputs=True)
         idx = self.chunks[0][:2]
+        self._probe_batch = len(idx)
         with rec(), torch.enable_grad():
             out = _first_tensor(backbone(**self._batch(idx)))
         if rec.stage_counts != [1] * len(stages):
@@ -489,7 +500,7 @@ class LogitGradients:
             tried.add(type(st.module))
             args, kwargs = rec.calls[k]
             args = tuple(a.detach() if torch.is_tensor(a) else a for a in args)
-            call = _split_call(args, kwargs, 2, st.hidden_input)
+            call = _split_call(args, kwargs, self._probe_batch, st.hidden_input)
             call.leaves = [x[:1] if i in call.batched or i == call.hidden else x for i, x in enumerate(call.leaves)]
             out = _first_tensor(rec.outputs[k])
             cot = torch.zeros(1, self.num_labels, *out.shape[1:], dtype=out.dtype)
@@ -505,6 +516,7 @@ class LogitGradients:
         watch = [m for st in self.stages for m in st.factored.values()]
         self.calls: list[list[_Call]] = []
         self.shapes: list[dict[int, tuple]] = []
+        self._out_width: list[tuple] = []
         feats = torch.zeros(self.num_samples, self.V0.shape[1], dtype=torch.float64)
         for idx in self.chunks:
             rec = _Recorder(self.stages, watch=watch)
@@ -514,7 +526,7 @@ class LogitGradients:
                                for k, st in enumerate(self.stages)])
             self.shapes.append(rec.shapes)
             feats[idx] = out[:, 0].double()
-            self._top_width = out.shape[1:]
+            self._out_width.append(tuple(out.shape[1:]))
         self.features = feats.numpy()
 
     # -- planning ------------------------------------------------------------------------------------------------
@@ -525,7 +537,6 @@ class LogitGradients:
         rows = self.num_samples * C
         cache_cap, block_cap = 0.4 * self.budget, 0.3 * self.budget
         plan = []
-        lowest = max((k for k, st in enumerate(self.stages) if st.factored or st.direct), default=-1)
         lowest = min((k for k, st in enumerate(self.stages) if st.factored or st.direct), default=len(self.stages))
         for k in range(len(self.stages) - 1, lowest - 1, -1):
             st = self.stages[k]
@@ -553,7 +564,10 @@ class LogitGradients:
                 groups = []
                 for t in tg:
                     if t == "":
-                        groups.append(f"{st.name}:other")
+                        total = sum(p.numel() for p in st.direct.values())
+                        per = max(1, int(block_cap // (rows * item)))
+                        groups += ([f"{st.name}:other"] if per >= total else
+                                   [f"{st.name}:other[{a}:{min(a + per, total)}]" for a in range(0, total, per)])
                         continue
                     m = st.factored[t]
                     full = f"{st.name}.{t}.weight".lstrip(".")
@@ -620,7 +634,8 @@ class LogitGradients:
 
         with taps.installed(factored):
             if vmapped:
-                out = vmap(per_sample, in_dims=(None, 0 if h is not None else None, 0, 0, 0))(
+                out = vmap(per_sample, in_dims=(None, 0 if h is not None else None, 0, 0, 0),
+                           out_dims=(0, 0 if need_h else None, 0, 0))(
                     direct, h, probes, batched, cot)
             else:  # sample by sample, for backbones that vmap cannot run
                 res = [per_sample(direct, None if h is None else h[b], {n: v[b] for n, v in probes.items()},
@@ -637,19 +652,15 @@ class LogitGradients:
     def blocks(self, skip: Sequence[str] = ()) -> Iterator[DenseBlock | EmbeddingBlock]:
         """Yield the gradient blocks in ``group_names`` order, except those in ``skip`` (for resuming)."""
         skip = set(skip)
-        C = self.num_labels
-        cots = None
         with self._eval():
+            cots = [self._top_cotangent(len(idx), self._out_width[c]) for c, idx in enumerate(self.chunks)]
+            below, stage = None, None  # input cotangents of the current stage = output cotangents of the next
             for p in self.plan:
                 k = p["stage"]
                 st = self.stages[k]
-                if cots is None or (p["need_h"] is False and p is self._first_pass(k)):
-                    pass
-                if cots is None:  # top stage: cotangent of the last hidden state
-                    cots = [self._top_cotangent(len(idx), self.calls[c][k].leaves[0].shape[1:]
-                                                if st.hidden_input else self._top_width)
-                            for c, idx in enumerate(self.chunks)]
-                    cots = [self._top_cot_for(c) for c in range(len(self.chunks))]
+                if k != stage:
+                    cots = below if below is not None else cots
+                    below, stage = None, k
                 wanted = [g for g in p["groups"] if g not in skip]
                 if not wanted and not p["need_h"]:
                     continue
@@ -661,34 +672,37 @@ class LogitGradients:
                     results.append((idx, gd, gz, aux, slots))
                     new_cots.append(gh)
                 if p["need_h"]:
-                    cots = new_cots
+                    below = new_cots
+                del new_cots
                 if wanted:
                     yield from self._make_blocks(st, p, results, set(wanted))
                 del results
 
-    def _first_pass(self, k):
-        return next(p for p in self.plan if p["stage"] == k)
-
-    def _top_cot_for(self, c: int) -> torch.Tensor:
-        idx = self.chunks[c]
-        return self._top_cotangent(len(idx), self._out_width[c])
+    def to_sample_order(self, K: np.ndarray | torch.Tensor, ncols: int):
+        """Permute a Gram in batch order, (N*C, ncols*C), to sample order (row i*C + c is sample i, class c)."""
+        C = self.num_labels
+        perm = torch.as_tensor((self.order[:, None] * C + np.arange(C)).reshape(-1))
+        out = torch.empty_like(torch.as_tensor(K))
+        out[perm[:, None], perm[None, : ncols * C]] = torch.as_tensor(K)
+        return out.numpy() if isinstance(K, np.ndarray) else out
 
     def _make_blocks(self, st: _Stage, p: dict, results, wanted) -> Iterator:
+        """Assemble gradient blocks from one pass's per-batch results; rows in batch order (i*C + c)."""
         C, n = self.num_labels, self.num_samples
-        cls = torch.arange(C)
-        row_idx = [(torch.as_tensor(idx)[:, None] * C + cls).reshape(-1) for idx, *_ in results]
+        spans = [(int(self._starts[c]) * C, int(self._starts[c + 1]) * C) for c in range(len(self.chunks))]
         for t in p["targets"]:
             if t == "":
-                name = f"{st.name}:other"
-                if name not in wanted:
-                    continue
-                G = None
-                for r, (idx, gd, *_rest) in zip(row_idx, results):
-                    flat = torch.cat([gd[nm].reshape(len(idx) * C, -1) for nm in st.direct], 1)
-                    if G is None:
-                        G = torch.empty(n * C, flat.shape[1], dtype=self.dtype)
-                    G[r] = flat
-                yield DenseBlock(name, G, num_samples=n)
+                base = f"{st.name}:other"
+                for g in p["groups"]:
+                    if g not in wanted or not (g == base or g.startswith(base + "[")):
+                        continue
+                    total = sum(q.numel() for q in st.direct.values())
+                    a0, a1 = (0, total) if g == base else map(int, g[len(base) + 1:-1].split(":"))
+                    G = torch.empty(n * C, a1 - a0, dtype=self.dtype)
+                    for (r0, r1), (idx, gd, *_rest) in zip(spans, results):
+                        flat = torch.cat([gd[nm].reshape(len(idx) * C, -1) for nm in st.direct], 1)
+                        G[r0:r1] = flat[:, a0:a1]
+                    yield DenseBlock(g, G, n)
                 continue
             m = st.factored[t]
             full = f"{st.name}.{t}.weight".lstrip(".")
@@ -698,29 +712,30 @@ class LogitGradients:
                 continue
             out_f, in_f = m.weight.shape
             for g in p["groups"]:
-                if g != full and not g.startswith(full + "["):
-                    continue
-                if g not in wanted:
+                if g not in wanted or not (g == full or g.startswith(full + "[")):
                     continue
                 o0, o1 = (0, out_f) if g == full else map(int, g[len(full) + 1:-1].split(":"))
                 G = torch.empty(n * C, (o1 - o0) * in_f, dtype=self.dtype)
-                for r, (idx, gd, gz, aux, slots) in zip(row_idx, results):
-                    a = aux[slots[t]].reshape(len(idx), -1, in_f)  # (B, S, in)
-                    d = gz[t].reshape(len(idx), C, -1, out_f)[..., o0:o1]  # (B, C, S, out_slice)
-                    G[r] = (d.transpose(-1, -2) @ a[:, None]).reshape(len(idx) * C, -1)
-                yield DenseBlock(g, G, num_samples=n)
+                for (r0, r1), (idx, gd, gz, aux, slots) in zip(spans, results):
+                    B = len(idx)
+                    a = aux[slots[t]].reshape(B, -1, in_f)  # module input (B, S, in)
+                    d = gz[t].reshape(B, C, -1, out_f)[..., o0:o1]  # output cotangent (B, C, S, out)
+                    # per sample: (C*out x S) @ (S x in) = the C gradient rows, written in place
+                    dt = d.permute(0, 1, 3, 2).reshape(B, C * (o1 - o0), -1)
+                    torch.bmm(dt, a, out=G[r0:r1].view(B, C * (o1 - o0), in_f))
+                yield DenseBlock(g, G, n)
 
     def _embedding_block(self, name: str, m: nn.Embedding, t: str, results) -> EmbeddingBlock:
         C = self.num_labels
         samples, ids, deltas = [], [], []
-        for idx, gd, gz, aux, slots in results:
+        for start, (idx, gd, gz, aux, slots) in zip(self._starts, results):
             tok = aux[slots[t]].reshape(len(idx), -1)  # (B, S) row ids
             d = gz[t].reshape(len(idx), C, tok.shape[1], -1).transpose(1, 2)  # (B, S, C, dim)
             live = d.flatten(2).ne(0).any(-1)  # pad positions have exactly zero cotangent
             if m.padding_idx is not None:  # nn.Embedding gives the padding row no gradient
                 live &= tok.ne(m.padding_idx)
             b, s = torch.nonzero(live, as_tuple=True)
-            samples.append(torch.as_tensor(idx)[b])
+            samples.append(b + int(start))  # batch-order position
             ids.append(tok[b, s])
             deltas.append(d[b, s])
         sample, ids, delta = torch.cat(samples), torch.cat(ids), torch.cat(deltas)

@@ -1,0 +1,227 @@
+"""eNTK matrices of a classifier f(x) = V phi(x) + b, split as Theta = P + F (paper Prop. 4.1).
+
+* ``P(x, x') = (<phi0(x), phi0(x')> + 1) I_C`` — the pre-train-effective part, from the head's gradients.
+* ``F(x, x') = V0 J(x) J(x')^T V0^T`` — the FT-effective part, from the trainable backbone parameters
+  (:mod:`lpft.ntk.gradients`; exact over all of them, word embeddings included, unless ``embedding_fraction``).
+
+Layout: every kernel is a float64 ``(N_a * C) x (N_b * C)`` matrix in **sample-major** order: row ``i * C + c`` is
+sample ``i``, class ``c``, so the C x C block of a pair is ``K[i*C:(i+1)*C, j*C:(j+1)*C]``. Train kernels are
+train x train; test kernels are test x train (the rows a kernel predictor needs).
+
+Example (tiny random BERT)::
+
+    >>> import torch
+    >>> from transformers import BertConfig
+    >>> from lpft.model import Classifier
+    >>> cfg = BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+    ...                  vocab_size=50)
+    >>> clf = Classifier.from_config(cfg, num_labels=2)
+    >>> train = {"input_ids": torch.tensor([[2, 7, 9, 3], [2, 5, 3, 0]]),
+    ...          "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])}
+    >>> k = compute_kernels(clf, train, test={"input_ids": torch.tensor([[2, 8, 3]])})
+    >>> k.full_train.shape, k.F_test.shape
+    ((4, 4), (2, 4))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .gradients import DEFAULT_MEMORY_BUDGET, LogitGradients, sample_rows
+
+ORDERING = "sample-major: row i*C + c is sample i, class c"
+
+
+@dataclass
+class Kernels:
+    """P and F for train x train (and test x train when a test set was given), float64, sample-major."""
+
+    P_train: np.ndarray
+    F_train: np.ndarray
+    num_labels: int
+    P_test: np.ndarray | None = None
+    F_test: np.ndarray | None = None
+    features_train: np.ndarray | None = None  # phi0, (N, h)
+    features_test: np.ndarray | None = None
+
+    @property
+    def full_train(self) -> np.ndarray:
+        """The eNTK of the whole model, P + F (train x train)."""
+        return self.P_train + self.F_train
+
+    @property
+    def full_test(self) -> np.ndarray | None:
+        return None if self.F_test is None else self.P_test + self.F_test
+
+
+def pretrain_kernel(phi_a: np.ndarray, phi_b: np.ndarray, num_labels: int) -> np.ndarray:
+    """``P = (phi_a phi_b^T + 1) (x) I_C`` in sample-major order: (N_a*C, N_b*C), float64."""
+    gram = np.asarray(phi_a, np.float64) @ np.asarray(phi_b, np.float64).T + 1.0
+    return np.kron(gram, np.eye(num_labels))
+
+
+def _engine(clf, train, test, **options) -> tuple[LogitGradients, int]:
+    rows = sample_rows(train) + (sample_rows(test) if test is not None else [])
+    return LogitGradients(clf, rows, **options), len(sample_rows(train))
+
+
+def compute_kernels(clf, train, test=None, *, dtype: torch.dtype = torch.float32,
+                    memory_budget: int = DEFAULT_MEMORY_BUDGET, embedding_fraction: float | None = None,
+                    seed: int = 0, progress: Callable[[int, int, str], None] | None = None,
+                    **engine_options) -> Kernels:
+    """P and F of ``clf`` at its current parameters on ``train`` (and ``test`` x ``train``).
+
+    ``train`` / ``test``: an ``Encoded``, a padded batch dict or a list of per-sample dicts (see
+    :func:`lpft.ntk.gradients.sample_rows`). ``dtype``: gradient precision (kernels always accumulate in float64).
+    ``progress(done, total, group_name)`` is called after each parameter group.
+    """
+    engine, n = _engine(clf, train, test, dtype=dtype, memory_budget=memory_budget,
+                        embedding_fraction=embedding_fraction, seed=seed, **engine_options)
+    K = torch.zeros(engine.num_samples * engine.num_labels, n * engine.num_labels, dtype=torch.float64)
+    total = len(engine.group_names)
+    for done, block in enumerate(engine.blocks(), 1):
+        K += block.gram(n)
+        if progress is not None:
+            progress(done, total, block.name)
+    return _assemble(engine, K.numpy(), n)
+
+
+def _assemble(engine: LogitGradients, K: np.ndarray, n: int) -> Kernels:
+    C, phi = engine.num_labels, engine.features
+    m = n * C
+    test = engine.num_samples > n
+    return Kernels(P_train=pretrain_kernel(phi[:n], phi[:n], C), F_train=K[:m].copy(), num_labels=C,
+                   P_test=pretrain_kernel(phi[n:], phi[:n], C) if test else None,
+                   F_test=K[m:].copy() if test else None,
+                   features_train=phi[:n].copy(), features_test=phi[n:].copy() if test else None)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# resumable computation into a folder
+
+
+def _atomic(path: Path, write: Callable[[str], None]) -> None:
+    """Write through a temporary file in the same folder, then rename: a crash never leaves a torn file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _signature(engine: LogitGradients, n: int, options: dict) -> str:
+    """Identity of a computation: parameter values, token ids of every sample, train size and options."""
+    h = hashlib.sha256()
+    for name, p in engine.model.named_parameters():
+        h.update(name.encode())
+        h.update(p.detach().to(torch.float64).cpu().numpy().tobytes())
+    for row in engine.rows:
+        for key in sorted(row):
+            h.update(key.encode())
+            h.update(row[key].numpy().astype(np.int64).tobytes())
+    h.update(json.dumps({"n_train": n, **options}, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def compute_kernels_to_dir(clf, train, test, folder: str | os.PathLike, *,
+                           train_indices: Sequence[int] | None = None, test_indices: Sequence[int] | None = None,
+                           dtype: torch.dtype = torch.float32, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                           embedding_fraction: float | None = None, seed: int = 0,
+                           progress: Callable[[int, int, str], None] | None = None,
+                           **engine_options) -> Kernels:
+    """Like :func:`compute_kernels`, saved to ``folder`` and resumable after an interruption.
+
+    Files: ``meta.json`` (ordering, sample indices, options, parameter groups and how many are done),
+    ``P_train.npy``, ``F_train.npy``, ``P_test.npy``, ``F_test.npy``, ``features_*.npy`` once complete. While
+    running, ``state.npz`` holds the partial sum of F and the number of finished groups; it is rewritten
+    atomically after every group, so a rerun with the same model, samples and options continues from there
+    (a different model or options raise ``ValueError`` rather than mixing two computations).
+    ``train_indices`` / ``test_indices`` are recorded (default ``0..N-1``) to tie rows to dataset examples.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta_path, state_path = folder / "meta.json", folder / "state.npz"
+    if meta_path.exists() and json.loads(meta_path.read_text()).get("complete"):
+        return load_kernels(folder)
+    options = {"dtype": str(dtype), "memory_budget": int(memory_budget), "embedding_fraction": embedding_fraction,
+               "seed": seed, **engine_options}
+    engine, n = _engine(clf, train, test, dtype=dtype, memory_budget=memory_budget,
+                        embedding_fraction=embedding_fraction, seed=seed, **engine_options)
+    C = engine.num_labels
+    meta = {"ordering": ORDERING, "num_labels": C,
+            "train_indices": list(map(int, train_indices)) if train_indices is not None else list(range(n)),
+            "test_indices": (list(map(int, test_indices)) if test_indices is not None
+                             else list(range(engine.num_samples - n))),
+            "options": options, "signature": _signature(engine, n, options),
+            "groups": engine.group_names, "done": 0, "complete": False}
+    K = np.zeros((engine.num_samples * C, n * C))
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        if old.get("signature") != meta["signature"] or old.get("groups") != meta["groups"]:
+            raise ValueError(f"{folder} holds a kernel computation for another model, sample set or options; "
+                             "use a new folder")
+        if state_path.exists():
+            with np.load(state_path) as st:
+                K, meta["done"] = st["K"], int(st["done"])
+
+    def save_meta() -> None:
+        _atomic(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+
+    save_meta()
+    total = len(engine.group_names)
+    done = meta["done"]
+    Kt = torch.from_numpy(K)
+    for block in engine.blocks(skip=engine.group_names[:done]):
+        Kt += block.gram(n)
+        done += 1
+
+        def write_state(tmp, done=done):
+            with open(tmp, "wb") as fh:
+                np.savez(fh, K=K, done=np.int64(done))
+        _atomic(state_path, write_state)  # the state file is the truth for resuming; meta mirrors it
+        meta["done"] = done
+        save_meta()
+        if progress is not None:
+            progress(done, total, block.name)
+    kernels = _assemble(engine, K, n)
+    for name in ("P_train", "F_train", "P_test", "F_test", "features_train", "features_test"):
+        value = getattr(kernels, name)
+        if value is not None:
+            _atomic(folder / f"{name}.npy", lambda tmp, v=value: _save_npy(tmp, v))
+    meta["complete"] = True
+    save_meta()
+    state_path.unlink(missing_ok=True)
+    return kernels
+
+
+def _save_npy(path: str, value: np.ndarray) -> None:
+    with open(path, "wb") as fh:
+        np.save(fh, value)
+
+
+def load_kernels(folder: str | os.PathLike) -> Kernels:
+    """Read a folder written by :func:`compute_kernels_to_dir` (complete)."""
+    folder = Path(folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    if not meta.get("complete"):
+        raise ValueError(f"{folder}: kernel computation not complete ({meta.get('done')}/{len(meta['groups'])} "
+                         "groups); rerun compute_kernels_to_dir to resume")
+
+    def get(name):
+        path = folder / f"{name}.npy"
+        return np.load(path) if path.exists() else None
+    return Kernels(P_train=get("P_train"), F_train=get("F_train"), num_labels=meta["num_labels"],
+                   P_test=get("P_test"), F_test=get("F_test"), features_train=get("features_train"),
+                   features_test=get("features_test"))
