@@ -14,6 +14,11 @@ import sys
 # subcommand -> module (imported lazily so `lpft --help` is instant)
 COMMANDS = {
     "train": ("lpft.commands.train", "train one method on one task and write a run folder"),
+    "compare": ("lpft.commands.compare", "run the paper's study on one task and write a report folder"),
+    "norm-sweep": ("lpft.commands.norm_sweep", "feature change against the head norm at the start of FT"),
+    "evaluate": ("lpft.commands.evaluate", "evaluate a run on its test split and on out-of-distribution sets"),
+    "calibrate": ("lpft.commands.calibrate", "temperature scaling, ECE / MCE and a reliability diagram for a run"),
+    "ntk": ("lpft.commands.ntk", "eNTK at the start of fine-tuning: Table 2 statistics and an Eq. 1 prediction check"),
 }
 
 

@@ -62,9 +62,10 @@ def test_glue_from_hub_and_cola_domains(monkeypatch):
     cola = dataset({"sentence": [f"s{i}" for i in range(n)], "label": [i % 2 for i in range(n)]},
                    ["unacceptable", "acceptable"])
     calls = fake_hub(monkeypatch, DatasetDict({"train": cola.select(range(30)), "validation": cola}))
-    in_domain, ood = get_task("cola").load("test"), get_task("cola-ood").load("test")
-    assert (len(in_domain), len(ood)) == (527, 516)
+    full, in_domain, ood = (get_task(n).load("test") for n in ("cola", "cola-id", "cola-ood"))
+    assert (len(full), len(in_domain), len(ood)) == (1043, 527, 516)
     assert in_domain[-1].text == "s526" and ood[0] == Example("s527", 1)
+    assert full == in_domain + ood and full[0].text == "s0" and full[-1].text == "s1042"
     assert calls[0] == ("glue", "cola")
 
     mrpc = dataset({"sentence1": ["a", "b"] * 5, "sentence2": ["c", "d"] * 5, "label": [0, 1] * 5},
@@ -72,6 +73,15 @@ def test_glue_from_hub_and_cola_domains(monkeypatch):
     fake_hub(monkeypatch, DatasetDict({"train": mrpc, "validation": mrpc}))
     task = get_task("MRPC")
     assert task.load("test")[1] == Example("b", 1, "d") and task.metrics == ("accuracy", "f1")
+
+
+def test_hub_cola_with_unexpected_size(monkeypatch):
+    """The ID / OOD cut relies on GLUE's 527 + 516 row order: any other size is refused for every CoLA variant."""
+    cola = dataset({"sentence": ["s"] * 10, "label": [0, 1] * 5}, ["unacceptable", "acceptable"])
+    fake_hub(monkeypatch, DatasetDict({"train": cola, "validation": cola}))
+    for name in ("cola", "cola-id", "cola-ood"):
+        with pytest.raises(DataError, match=rf"task '{name}': hub CoLA validation has 10 rows, expected 1043"):
+            get_task(name).load("test")
 
 
 def test_hub_unreachable_is_one_line(monkeypatch):

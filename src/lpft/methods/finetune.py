@@ -45,6 +45,22 @@ def load_trainable_state(clf: Classifier, state: dict[str, torch.Tensor]) -> Non
             params[name].copy_(value)
 
 
+def _can_fuse(params: list[torch.Tensor]) -> bool | None:
+    """Use PyTorch's fused AdamW where it exists (CPU and CUDA float tensors): the same update in one kernel.
+
+    PyTorch's default on CPU updates one parameter tensor at a time; for MiniLM (22.6M parameters, 2 cores) it took
+    ~5x longer than the fused kernel (0.10 s against 0.02 s per step; under load up to a quarter of an FT step, see
+    ``benchmarks/train_throughput.py``). The update is the same; results differ from the unfused one only by float
+    rounding (~1e-7), and the fused kernel is deterministic.
+    ``None`` keeps PyTorch's default elsewhere (other devices or dtypes). A run resumed from an optimizer state saved
+    without fusing continues the way it started (the saved state carries the flag).
+    """
+    ok = bool(params) and all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64,
+                                                                            torch.float16, torch.bfloat16)
+                              for p in params)
+    return True if ok else None
+
+
 def _step_record(clf: Classifier, step: int, loss: float, logits: torch.Tensor) -> dict:
     w, b = clf.head_norms()
     return {"step": step, "loss": loss, "head_weight_norm": w, "head_bias_norm": b,
@@ -64,7 +80,7 @@ def finetune(clf: Classifier, train: Encoded, validation: Encoded, *, epochs: in
     state_dir = Path(state_dir)
     device = next(clf.parameters()).device
     params = [p for p in clf.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=_can_fuse(params))
     steps_per_epoch = len(train_batches(train, batch_size, seed, 0))
     total = steps_per_epoch * epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1.0 - s / total))

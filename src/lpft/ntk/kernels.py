@@ -70,8 +70,9 @@ def pretrain_kernel(phi_a: np.ndarray, phi_b: np.ndarray, num_labels: int) -> np
 
 
 def _engine(clf, train, test, **options) -> tuple[LogitGradients, int]:
-    rows = sample_rows(train) + (sample_rows(test) if test is not None else [])
-    return LogitGradients(clf, rows, **options), len(sample_rows(train))
+    train_rows = sample_rows(train)
+    rows = train_rows + (sample_rows(test) if test is not None else [])
+    return LogitGradients(clf, rows, split=len(train_rows), **options), len(train_rows)
 
 
 def compute_kernels(clf, train, test=None, *, dtype: torch.dtype = torch.float32,
@@ -88,14 +89,20 @@ def compute_kernels(clf, train, test=None, *, dtype: torch.dtype = torch.float32
                         embedding_fraction=embedding_fraction, seed=seed, **engine_options)
     K = torch.zeros(engine.num_samples * engine.num_labels, n * engine.num_labels, dtype=torch.float64)
     total = len(engine.group_names)
-    for done, block in enumerate(engine.blocks(), 1):
+    done = 0
+    for block in engine.blocks():  # (not enumerate: its cached result tuple would keep the old block alive)
         K += block.gram(n)
+        name = block.name
+        del block  # free its gradients before the next block is made
+        done += 1
         if progress is not None:
-            progress(done, total, block.name)
+            progress(done, total, name)
     return _assemble(engine, K.numpy(), n)
 
 
 def _assemble(engine: LogitGradients, K: np.ndarray, n: int) -> Kernels:
+    """Kernels in sample order from F accumulated in the engine's batch order."""
+    K = engine.to_sample_order(K, n)
     C, phi = engine.num_labels, engine.features
     m = n * C
     test = engine.num_samples > n
@@ -121,13 +128,14 @@ def _atomic(path: Path, write: Callable[[str], None]) -> None:
             os.remove(tmp)
 
 
-def _signature(engine: LogitGradients, n: int, options: dict) -> str:
-    """Identity of a computation: parameter values, token ids of every sample, train size and options."""
+def _signature(clf, rows, n: int, options: dict) -> str:
+    """Identity of a computation: parameter values (and which are trainable), token ids of every sample, train
+    size and options."""
     h = hashlib.sha256()
-    for name, p in engine.model.named_parameters():
-        h.update(name.encode())
+    for name, p in clf.named_parameters():
+        h.update(f"{name}:{p.requires_grad}".encode())
         h.update(p.detach().to(torch.float64).cpu().numpy().tobytes())
-    for row in engine.rows:
+    for row in rows:
         for key in sorted(row):
             h.update(key.encode())
             h.update(row[key].numpy().astype(np.int64).tobytes())
@@ -153,25 +161,31 @@ def compute_kernels_to_dir(clf, train, test, folder: str | os.PathLike, *,
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     meta_path, state_path = folder / "meta.json", folder / "state.npz"
-    if meta_path.exists() and json.loads(meta_path.read_text()).get("complete"):
-        return load_kernels(folder)
     options = {"dtype": str(dtype), "memory_budget": int(memory_budget), "embedding_fraction": embedding_fraction,
                "seed": seed, **engine_options}
-    engine, n = _engine(clf, train, test, dtype=dtype, memory_budget=memory_budget,
-                        embedding_fraction=embedding_fraction, seed=seed, **engine_options)
+    train_rows = sample_rows(train)
+    rows = train_rows + (sample_rows(test) if test is not None else [])
+    n = len(train_rows)
+    signature = _signature(clf, rows, n, options)
+    old = json.loads(meta_path.read_text()) if meta_path.exists() else None
+    if old is not None and old.get("signature") != signature:
+        raise ValueError(f"{folder} holds a kernel computation for another model, sample set or options; "
+                         "use a new folder")
+    if old is not None and old.get("complete"):
+        return load_kernels(folder)
+    engine = LogitGradients(clf, rows, split=n, dtype=dtype, memory_budget=memory_budget,
+                            embedding_fraction=embedding_fraction, seed=seed, **engine_options)
     C = engine.num_labels
     meta = {"ordering": ORDERING, "num_labels": C,
             "train_indices": list(map(int, train_indices)) if train_indices is not None else list(range(n)),
             "test_indices": (list(map(int, test_indices)) if test_indices is not None
                              else list(range(engine.num_samples - n))),
-            "options": options, "signature": _signature(engine, n, options),
-            "groups": engine.group_names, "done": 0, "complete": False}
+            "options": options, "signature": signature, "groups": engine.group_names, "done": 0,
+            "complete": False}
     K = np.zeros((engine.num_samples * C, n * C))
-    if meta_path.exists():
-        old = json.loads(meta_path.read_text())
-        if old.get("signature") != meta["signature"] or old.get("groups") != meta["groups"]:
-            raise ValueError(f"{folder} holds a kernel computation for another model, sample set or options; "
-                             "use a new folder")
+    if old is not None:
+        if old.get("groups") != meta["groups"]:
+            raise ValueError(f"{folder}: the parameter groups differ from the interrupted run; use a new folder")
         if state_path.exists():
             with np.load(state_path) as st:
                 K, meta["done"] = st["K"], int(st["done"])
@@ -185,6 +199,8 @@ def compute_kernels_to_dir(clf, train, test, folder: str | os.PathLike, *,
     Kt = torch.from_numpy(K)
     for block in engine.blocks(skip=engine.group_names[:done]):
         Kt += block.gram(n)
+        name = block.name
+        del block  # free its gradients before the next block is made
         done += 1
 
         def write_state(tmp, done=done):
@@ -194,7 +210,7 @@ def compute_kernels_to_dir(clf, train, test, folder: str | os.PathLike, *,
         meta["done"] = done
         save_meta()
         if progress is not None:
-            progress(done, total, block.name)
+            progress(done, total, name)
     kernels = _assemble(engine, K, n)
     for name in ("P_train", "F_train", "P_test", "F_test", "features_train", "features_test"):
         value = getattr(kernels, name)

@@ -1,0 +1,80 @@
+"""Out-of-distribution evaluation of a finished run: its own test split (ID) beside extra test sets (OOD).
+
+An extra set is either a registered task name (its test split; e.g. ``cola-ood`` for a CoLA run) or a CSV / TSV /
+JSONL file. Either way its label names must be the run's label names, so that label id k means the same class: a
+task with another label set, or a file row with an unknown label, is a DataError naming it.
+For every set: the run's task metrics, and Table 1's feature statistics of the trained model against the
+pre-trained one on that set (CS, Diff, FDR), so one can see whether features moved less where accuracy held.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..data import DataError, Example, compute_metrics, get_task
+from ..data.files import FORMATS, read_rows
+from ..runs import RunRecord
+from .features import feature_statistics
+from .run_features import EvalSet, encode_examples, head_logits, run_features, run_split
+
+
+def is_file_spec(spec: str) -> bool:
+    return Path(spec).suffix.lower() in FORMATS
+
+
+def file_examples(record: RunRecord, path: str | Path, text_columns: tuple[str, ...] | None = None,
+                  label_column: str | None = None) -> list[Example]:
+    """Examples of a user file labelled with the run's label names (columns default to the run's own)."""
+    labels = record.data["labels"]
+    ids = {name: i for i, name in enumerate(labels)}
+    columns = text_columns or tuple(c.strip() for c in record.config.text_columns.split(","))
+    label_column = label_column or record.config.label_column
+    out = []
+    for where, texts, label in read_rows(Path(path), columns, label_column):
+        if label not in ids:
+            raise DataError(f"{where}: unknown label {label!r} in column {label_column!r}; the run was trained on "
+                            f"labels {', '.join(labels)}")
+        out.append(Example(texts[0], ids[label], texts[1] if len(texts) > 1 else None))
+    return out
+
+
+def resolve_eval_set(record: RunRecord, spec: str, data_dir: str | None = None,
+                     text_columns: tuple[str, ...] | None = None, label_column: str | None = None,
+                     limit: int | None = None) -> EvalSet:
+    """An extra evaluation set from a task name or a file path (first ``limit`` examples if given)."""
+    if is_file_spec(spec):
+        name, examples = Path(spec).stem, file_examples(record, spec, text_columns, label_column)
+    else:
+        task = get_task(spec, data_dir)
+        if list(task.labels) != list(record.data["labels"]):
+            raise DataError(f"task {task.name!r} has labels {', '.join(task.labels)} but run {record.path} was "
+                            f"trained on {', '.join(record.data['labels'])}: expected the same label set")
+        name, examples = task.name, task.load("test")
+    return encode_examples(record, name, examples[:limit] if limit else examples)
+
+
+def evaluate_set(record: RunRecord, eval_set: EvalSet, role: str, cache_dir=None, device: str | None = None) -> dict:
+    """Metrics and feature statistics of the run on one set; ``role`` is "ID" or "OOD"."""
+    phi = run_features(record, eval_set, "trained", cache_dir, device=device)
+    phi0 = run_features(record, eval_set, "pretrained", cache_dir, device=device)
+    logits = head_logits(record, phi)
+    metrics = compute_metrics(record.data["metrics"], eval_set.labels, logits)
+    stats = feature_statistics(phi, eval_set.labels, F0=phi0)
+    before = feature_statistics(phi0, eval_set.labels)
+    return {"set": eval_set.name, "role": role, "n": len(eval_set.labels), **metrics,
+            "cs": stats["cs"], "diff": stats["diff"], "fdr": stats["fdr"],
+            "cs_pretrained": before["cs"], "fdr_pretrained": before["fdr"]}
+
+
+def evaluate_ood(record: RunRecord, specs: list[str], data_dir: str | None = None, cache_dir=None,
+                 text_columns: tuple[str, ...] | None = None, label_column: str | None = None,
+                 limit: int | None = None, device: str | None = None) -> list[dict]:
+    """One row for the run's own test split (ID) and one per extra set (OOD), in that order.
+
+    Every set is resolved (files read, labels checked) before any features are computed, so a bad set fails fast.
+    """
+    extra = [resolve_eval_set(record, spec, data_dir, text_columns, label_column, limit) for spec in specs]
+    rows = [evaluate_set(record, run_split(record, "test", data_dir), "ID", cache_dir, device)]
+    rows += [evaluate_set(record, s, "OOD", cache_dir, device) for s in extra]
+    return rows
+

@@ -1,0 +1,125 @@
+"""Features of a finished run, and of its pre-trained model, on any split — cached inside the run folder.
+
+Analysis reads run records only: the trained model is rebuilt from ``model.safetensors`` (``RunRecord.classifier``)
+and the pre-trained one from the run's own config (``RunRecord.pretrained``), so nothing depends on the training
+process that wrote the folder. Features are phi(x), the first-token last-layer states the head reads, in eval mode.
+
+Cache layout inside the run folder::
+
+    features/pretrained-<name>-<fingerprint>.npy    phi0(x), the pre-trained backbone
+    features/trained-<name>-<fingerprint>.npy       phi(x), the run's best model
+
+``<name>`` is the split (``train``, ``validation``, ``test``) or an evaluation set's name; ``<fingerprint>`` hashes
+the tokenised inputs, so a changed data file or tokenizer can never be served stale features.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data import DataError, Example, fingerprint
+from ..data.batching import Encoded, encode
+from ..io import load_array, save_array
+from ..methods.lp import encoded_fingerprint, pretrained_features
+from ..model import extract, load_tokenizer
+from ..runs import RunRecord, load_task
+from .features import feature_statistics
+
+STAGES = ("pretrained", "trained")
+
+
+@dataclass
+class EvalSet:
+    """Tokenised examples of one evaluation set, with the name used in cache files and reports."""
+
+    name: str
+    encoded: Encoded
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.encoded.labels
+
+
+def encode_examples(record: RunRecord, name: str, examples: list[Example]) -> EvalSet:
+    """Tokenise ``examples`` exactly as the run tokenised its own data (its model's tokenizer, its max length)."""
+    if not examples:
+        raise DataError(f"evaluation set {name!r} has no examples")
+    return EvalSet(name, encode(load_tokenizer(record.config.model), examples, record.config.max_length))
+
+
+def run_split(record: RunRecord, split: str, data_dir: str | None = None) -> EvalSet:
+    """The run's own ``split`` (train / validation / test), with the subset limits the run used.
+
+    The examples are checked against the fingerprint recorded at training time: analysing different data than the
+    run saw would silently mix up samples, so a mismatch is a DataError.
+    """
+    cfg = record.config
+    examples = load_task(cfg, data_dir).load(split)
+    limit = cfg.train_subset if split == "train" else cfg.eval_subset
+    examples = examples[:limit] if limit else examples
+    recorded = record.data["splits"][split]["fingerprint"]
+    if fingerprint(examples) != recorded:
+        raise DataError(f"the {split} data of task {cfg.task!r} differs from what run {record.path} was trained on "
+                        f"(fingerprint {fingerprint(examples)}, recorded {recorded}); check --data-dir")
+    return encode_examples(record, split, examples)
+
+
+def _cache_path(record: RunRecord, stage: str, eval_set: EvalSet) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", eval_set.name)[:60]
+    return record.path / "features" / f"{stage}-{slug}-{encoded_fingerprint(eval_set.encoded)}.npy"
+
+
+def run_features(record: RunRecord, eval_set: EvalSet, stage: str = "trained", cache_dir: Path | None = None,
+                 batch_size: int | None = None, device: str | None = None) -> np.ndarray:
+    """phi(x) (N, h) float32 for ``eval_set`` from the ``pretrained`` backbone or the ``trained`` best model.
+
+    LP never changes the backbone, so an LP run's trained features are its pre-trained ones (no second pass).
+    Pre-trained features also go through the shared LP feature cache (``cache_dir``), so the runs of one study
+    compute phi0 of a split once.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"unknown feature stage {stage!r}: expected one of {', '.join(STAGES)}")
+    if stage == "trained" and record.config.method == "lp":
+        stage = "pretrained"
+    path = _cache_path(record, stage, eval_set)
+    if path.exists():
+        return load_array(path)
+    batch_size = batch_size or record.config.eval_batch_size
+    desc = f"{stage} features {eval_set.name}"
+    if stage == "pretrained":
+        feats = pretrained_features(record.pretrained().to(device or "cpu"), record.config.model, eval_set.encoded,
+                                    cache_dir, batch_size, desc)
+    else:
+        feats = extract(record.classifier().to(device or "cpu"), eval_set.encoded, batch_size, desc=desc)
+    save_array(path, feats)
+    return feats
+
+
+def final_head(record: RunRecord) -> tuple[np.ndarray, np.ndarray]:
+    """The head the run ends with (best epoch): the LP head for LP, the fine-tuned head otherwise."""
+    return record.head("lp" if record.config.method == "lp" else "ft")
+
+
+def head_logits(record: RunRecord, features: np.ndarray) -> np.ndarray:
+    """Logits of the run's final head on ``features`` (float64): f(x) = V phi(x) + b."""
+    weight, bias = final_head(record)
+    return features.astype(np.float64) @ weight.astype(np.float64).T + bias.astype(np.float64)
+
+
+def table1_statistics(record: RunRecord, eval_set: EvalSet, cache_dir: Path | None = None,
+                      device: str | None = None) -> dict:
+    """Paper Table 1 for one run on one evaluation set: CS(F), Diff(F), FDR(F) of the trained features against the
+    pre-trained ones, the final head's Norm(C) (weight) and bias norm, and the same CS / FDR of phi0 with the run's
+    initial head (the table's "Pre-trained" row), keys prefixed ``pretrained_``."""
+    phi0 = run_features(record, eval_set, "pretrained", cache_dir, device=device)
+    phi = run_features(record, eval_set, "trained", cache_dir, device=device)
+    weight, bias = final_head(record)
+    stats = feature_statistics(phi, eval_set.labels, F0=phi0, head_weight=weight, head_bias=bias)
+    init_w, init_b = record.head("init")
+    before = feature_statistics(phi0, eval_set.labels, head_weight=init_w, head_bias=init_b)
+    stats.update({f"pretrained_{k}": v for k, v in before.items() if k != "diff"})
+    return stats

@@ -1,0 +1,158 @@
+"""Predict the logit change of a short fine-tuning from the eNTK at its start (paper Eq. 1) and compare with reality.
+
+Eq. 1 (first order in the parameter change, i.e. the kernel regime)::
+
+    f_FT(x) - f0(x)  ~=  sum_i w_i Theta(x, x_i) delta_i,      delta_i = e_{y_i} - softmax(f0(x_i))
+
+**The scale w_i.** For plain SGD on the batch-mean cross-entropy, a step ``s`` on batch ``B_s`` moves the parameters
+by ``(lr_s / |B_s|) sum_{i in B_s} J(x_i)^T delta_i`` (minus the CE gradient is ``J^T delta``), so to first order
+the logits move by ``(lr_s / |B_s|) sum_{i in B_s} Theta(x, x_i) delta_i``. Over one epoch every train sample is in
+exactly one batch, so ``w_i = lr_{s(i)} / |B_{s(i)}|`` with the run's schedule ``lr_s = lr (1 - s / T)`` (linear
+decay to 0 over the ``T`` steps of the run, no warm-up). With equal batches this is ``w = lr (T + 1) / (2 T B)``,
+i.e. the "effective eta" ``lr * epochs / B`` of the kernel equation, halved by the linear decay.
+:func:`schedule_weights` gives these exact per-sample weights from the real batch order (:func:`train_batches`).
+
+**Adam.** The real training loop (:func:`lpft.methods.finetune.finetune`) uses AdamW, which rescales each
+coordinate of the gradient (its first steps are close to ``lr * sign(g)``), so the SGD scale does not carry over
+and the direction is only approximately the kernel's. We therefore report, on the test samples:
+
+* ``cosine``: scale-free cosine similarity between predicted and actual change (all (sample, class) entries);
+* ``rel_error_sgd_scale``: ``||pred - actual|| / ||actual||`` with the SGD scale above;
+* ``fitted_scale`` (``alpha`` minimising ``||alpha pred - actual||``, as a multiple of the SGD scale) and
+  ``rel_error_fitted`` (``= sqrt(1 - cosine^2)`` when cosine > 0);
+* the same cosine for the P-only and F-only parts of the prediction, and for the train samples.
+
+``optimizer="sgd"`` runs the same batches and schedule with plain SGD (:func:`sgd_finetune`), where Eq. 1 is exact
+as ``lr -> 0`` — a check of the kernel itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+OPTIMIZERS = ("adamw", "sgd")
+
+
+def schedule_weights(train, batch_size: int, seed: int, lr: float, epochs: int = 1) -> np.ndarray:
+    """``w_i`` for the real batch order of ``train`` (an ``Encoded``) under ``lr_s = lr (1 - s / T)``."""
+    from ..data.batching import train_batches
+
+    per_epoch = [train_batches(train, batch_size, seed, e) for e in range(epochs)]
+    total = sum(len(b) for b in per_epoch)
+    w = np.zeros(len(train))
+    step = 0
+    for batches in per_epoch:
+        for idx in batches:
+            w[np.asarray(idx)] += lr * max(0.0, 1.0 - step / total) / len(idx)
+            step += 1
+    return w
+
+
+def predicted_change(K: np.ndarray, delta: np.ndarray, weights: np.ndarray, num_labels: int) -> np.ndarray:
+    """``sum_i w_i K(x, x_i) delta_i`` as (M, C); ``K`` (M*C, N*C) sample-major, ``delta`` (N*C,)."""
+    return (K @ (np.repeat(weights, num_labels) * delta)).reshape(-1, num_labels)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.ravel(a), np.ravel(b)
+    den = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / den) if den > 0 else float("nan")
+
+
+def compare(pred: np.ndarray, actual: np.ndarray) -> dict:
+    """Cosine, relative error at the given scale, least-squares scale factor and the relative error after it."""
+    pred, actual = np.ravel(pred), np.ravel(actual)
+    na = float(np.linalg.norm(actual))
+    pp = float(pred @ pred)
+    alpha = float(pred @ actual / pp) if pp > 0 else float("nan")
+    return {"cosine": cosine(pred, actual),
+            "rel_error_sgd_scale": float(np.linalg.norm(pred - actual) / na) if na > 0 else float("nan"),
+            "fitted_scale": alpha,
+            "rel_error_fitted": float(np.linalg.norm(alpha * pred - actual) / na) if na > 0 and pp > 0
+            else float("nan"),
+            "actual_norm": na, "predicted_norm": float(np.sqrt(pp))}
+
+
+def sgd_finetune(clf, train, *, batch_size: int, lr: float, seed: int, epochs: int = 1) -> None:
+    """The training loop of :func:`lpft.methods.finetune.finetune` (same batches, schedule, dropout seeding) with
+    plain SGD instead of AdamW."""
+    import torch.nn.functional as F
+
+    from ..data.batching import iterate, train_batches
+
+    device = next(clf.parameters()).device
+    params = [p for p in clf.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=lr)
+    total = len(train_batches(train, batch_size, seed, 0)) * epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / total))
+    for epoch in range(epochs):
+        torch.manual_seed(seed * 100_003 + epoch)
+        clf.train()
+        for _, batch in iterate(train, train_batches(train, batch_size, seed, epoch)):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            labels = batch.pop("labels")
+            loss = F.cross_entropy(clf(**batch), labels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    clf.eval()
+
+
+def actual_change(clf, train, test, *, batch_size: int, lr: float, seed: int, weight_decay: float = 0.0,
+                  epochs: int = 1, optimizer: str = "adamw", eval_batch_size: int = 64
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Fine-tune a copy of ``clf`` on ``train`` and return the logit change (eval mode) on (train, test)."""
+    from ..methods.finetune import finetune
+    from ..model import extract
+
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer {optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
+    before = [extract(clf, enc, eval_batch_size, logits=True)[1].astype(np.float64) for enc in (train, test)]
+    model = copy.deepcopy(clf)
+    if optimizer == "sgd":
+        sgd_finetune(model, train, batch_size=batch_size, lr=lr, seed=seed, epochs=epochs)
+    else:
+        with tempfile.TemporaryDirectory(prefix="lpft-ntk-predict-") as tmp:
+            finetune(model, train, test, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                     evaluate=lambda logits, labels: (0.0, {}), state_dir=Path(tmp) / "state",
+                     weight_decay=weight_decay, log_every=10 ** 9, eval_batch_size=eval_batch_size,
+                     desc="NTK predict: fine-tune")
+    after = [extract(model, enc, eval_batch_size, logits=True)[1].astype(np.float64) for enc in (train, test)]
+    del model
+    return after[0] - before[0], after[1] - before[1]
+
+
+def predict_and_compare(kernels, clf, train, test, train_logits: np.ndarray, *, batch_size: int, lr: float,
+                        seed: int, weight_decay: float = 0.0, epochs: int = 1, optimizer: str = "adamw",
+                        eval_batch_size: int = 64) -> dict:
+    """Eq. 1 prediction from ``kernels`` (at ``clf``'s current parameters) against a real fine-tuning of a copy.
+
+    Returns a JSON-ready dict: the setting, the SGD scale, and :func:`compare` results for the full kernel on test
+    and train, plus cosines of the P-only and F-only predictions on test.
+    """
+    from .stats import residuals
+
+    C = kernels.num_labels
+    delta = residuals(train_logits, train.labels)
+    w = schedule_weights(train, batch_size, seed, lr, epochs)
+    d_train, d_test = actual_change(clf, train, test, batch_size=batch_size, lr=lr, seed=seed,
+                                    weight_decay=weight_decay, epochs=epochs, optimizer=optimizer,
+                                    eval_batch_size=eval_batch_size)
+    pred_test = predicted_change(kernels.full_test, delta, w, C)
+    pred_train = predicted_change(kernels.full_train, delta, w, C)
+    return {
+        "optimizer": optimizer, "epochs": epochs, "lr": lr, "batch_size": batch_size,
+        "mean_sgd_weight": float(w.mean()),
+        "scale_note": "w_i = lr_s(i) / |B_s(i)|, lr_s = lr (1 - s/T): first-order SGD; fitted_scale is a "
+                      "multiple of it",
+        "test": compare(pred_test, d_test),
+        "train": compare(pred_train, d_train),
+        "test_cosine_P_only": cosine(predicted_change(kernels.P_test, delta, w, C), d_test),
+        "test_cosine_F_only": cosine(predicted_change(kernels.F_test, delta, w, C), d_test),
+    }
