@@ -37,7 +37,9 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import warnings
 
-    warnings.filterwarnings("ignore", message=".*", module="peft")
+    warnings.filterwarnings("ignore", module="peft")
+    # deprecation notices from inside transformers (e.g. when PEFT wraps a model) are not actionable for users
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
     try:
         from transformers.utils import logging as hf_logging
 

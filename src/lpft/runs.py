@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .config import ConfigError
 from .data import Task, compute_metrics, files_task, get_task
 from .data.base import fingerprint
 from .data.batching import Encoded, encode
@@ -131,12 +132,25 @@ def resolve_cache(cache_dir: str | Path | None) -> Path | None:
     return default_cache_dir() if cache_dir == "default" else (Path(cache_dir) if cache_dir else None)
 
 
+def _check_same_data(folder: Path, cfg: RunConfig, data_dir: str | None) -> None:
+    """A finished run is reused only if the data it was trained and tested on is unchanged."""
+    task = load_task(cfg, data_dir)
+    saved = read_json(folder / "config.json")["data"]["splits"]
+    for split, info in saved.items():
+        examples = task.load(split)
+        limit = cfg.train_subset if split == "train" else cfg.eval_subset
+        if fingerprint(examples[:limit] if limit else examples) != info["fingerprint"]:
+            raise ConfigError(f"run folder {folder} was made from different {split} data than {cfg.task!r} has now; "
+                              "remove the folder or choose another --out")
+
+
 def train(cfg: RunConfig, out: str | Path = "runs", data_dir: str | None = None,
           cache_dir: str | Path | None = "default", device: str | None = None) -> Path:
     """Run (or reuse, or resume) one training run; returns its folder."""
     cfg = cfg.resolved()
     folder = run_folder(cfg, out)
     if (folder / "metrics.json").exists():
+        _check_same_data(folder, cfg, data_dir)
         tqdm.write(f"reusing finished run {folder}")
         return folder
     cache = resolve_cache(cache_dir)

@@ -134,3 +134,22 @@ def test_lora_at_initialisation_leaves_logits_unchanged(tiny_model_dir):
     assert all("lora_" in n for n in trainable if n.startswith("backbone."))
     assert {"head.weight", "head.bias"} <= set(trainable)
     assert any(".query." in n for n in trainable) and any(".value." in n for n in trainable)
+
+
+def test_finished_run_with_changed_data_is_refused(toy_files, tiny_bert_dir, tmp_path):
+    import shutil
+
+    from lpft.config import ConfigError
+
+    data = tmp_path / "data"
+    shutil.copytree(toy_files, data)
+    cfg = config(data, tiny_bert_dir, "lp")
+    run(cfg, tmp_path / "runs")
+    (data / "test.csv").write_text((data / "test.csv").read_text().replace("sport", "tech", 1))
+    with pytest.raises(ConfigError, match="different test data"):
+        run(cfg, tmp_path / "runs")
+
+
+def test_written_files_are_world_readable(toy_files, tiny_bert_dir, tmp_path):
+    folder = run(config(toy_files, tiny_bert_dir, "lp"), tmp_path)
+    assert (folder / "metrics.json").stat().st_mode & 0o044 == 0o044

@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also predict the logit change of one real fine-tuning epoch from the kernel (Eq. 1)")
     parser.add_argument("--predict-optimizer", default="adamw", choices=("adamw", "sgd"),
                         help="adamw: the real training loop; sgd: same batches and schedule with plain SGD")
+    parser.add_argument("--predict-dropout", action=argparse.BooleanOptionalAction, default=True,
+                        help="dropout during the predicted fine-tuning as in training (off: Eq. 1 exact as lr -> 0)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         stats["predict"] = predict_and_compare(k, clf, train, test, train_logits, batch_size=cfg.batch_size,
                                                lr=cfg.lr, seed=cfg.seed, weight_decay=cfg.weight_decay, epochs=1,
                                                optimizer=args.predict_optimizer,
-                                               eval_batch_size=cfg.eval_batch_size)
+                                               eval_batch_size=cfg.eval_batch_size, dropout=args.predict_dropout)
     stats["seconds"] = time.perf_counter() - started
     write_json(folder / "stats.json", stats)
     make_plots(k, train.labels, C, folder, labels, title=f"{cfg.method.upper()} on {cfg.task}")

@@ -104,10 +104,24 @@ def sgd_finetune(clf, train, *, batch_size: int, lr: float, seed: int, epochs: i
     clf.eval()
 
 
+def disable_dropout(model) -> None:
+    """Set every dropout probability of ``model`` to 0 (modules and attention's ``dropout_prob``)."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+        if isinstance(getattr(m, "dropout_prob", None), float):
+            m.dropout_prob = 0.0
+        if isinstance(getattr(m, "attention_dropout", None), float):
+            m.attention_dropout = 0.0
+
+
 def actual_change(clf, train, test, *, batch_size: int, lr: float, seed: int, weight_decay: float = 0.0,
-                  epochs: int = 1, optimizer: str = "adamw", eval_batch_size: int = 64
+                  epochs: int = 1, optimizer: str = "adamw", eval_batch_size: int = 64, dropout: bool = True
                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Fine-tune a copy of ``clf`` on ``train`` and return the logit change (eval mode) on (train, test)."""
+    """Fine-tune a copy of ``clf`` on ``train`` and return the logit change (eval mode) on (train, test).
+
+    ``dropout=False`` switches every dropout of the copy off during training (the kernel is taken without dropout,
+    so only then is Eq. 1 exact as ``lr -> 0``)."""
     from ..methods.finetune import finetune
     from ..model import extract
 
@@ -115,6 +129,8 @@ def actual_change(clf, train, test, *, batch_size: int, lr: float, seed: int, we
         raise ValueError(f"optimizer {optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
     before = [extract(clf, enc, eval_batch_size, logits=True)[1].astype(np.float64) for enc in (train, test)]
     model = copy.deepcopy(clf)
+    if not dropout:
+        disable_dropout(model)
     if optimizer == "sgd":
         sgd_finetune(model, train, batch_size=batch_size, lr=lr, seed=seed, epochs=epochs)
     else:
@@ -130,7 +146,7 @@ def actual_change(clf, train, test, *, batch_size: int, lr: float, seed: int, we
 
 def predict_and_compare(kernels, clf, train, test, train_logits: np.ndarray, *, batch_size: int, lr: float,
                         seed: int, weight_decay: float = 0.0, epochs: int = 1, optimizer: str = "adamw",
-                        eval_batch_size: int = 64) -> dict:
+                        eval_batch_size: int = 64, dropout: bool = True) -> dict:
     """Eq. 1 prediction from ``kernels`` (at ``clf``'s current parameters) against a real fine-tuning of a copy.
 
     Returns a JSON-ready dict: the setting, the SGD scale, and :func:`compare` results for the full kernel on test
@@ -143,11 +159,11 @@ def predict_and_compare(kernels, clf, train, test, train_logits: np.ndarray, *, 
     w = schedule_weights(train, batch_size, seed, lr, epochs)
     d_train, d_test = actual_change(clf, train, test, batch_size=batch_size, lr=lr, seed=seed,
                                     weight_decay=weight_decay, epochs=epochs, optimizer=optimizer,
-                                    eval_batch_size=eval_batch_size)
+                                    eval_batch_size=eval_batch_size, dropout=dropout)
     pred_test = predicted_change(kernels.full_test, delta, w, C)
     pred_train = predicted_change(kernels.full_train, delta, w, C)
     return {
-        "optimizer": optimizer, "epochs": epochs, "lr": lr, "batch_size": batch_size,
+        "optimizer": optimizer, "dropout": dropout, "epochs": epochs, "lr": lr, "batch_size": batch_size,
         "mean_sgd_weight": float(w.mean()),
         "scale_note": "w_i = lr_s(i) / |B_s(i)|, lr_s = lr (1 - s/T): first-order SGD; fitted_scale is a "
                       "multiple of it",
