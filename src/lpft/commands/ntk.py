@@ -112,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     rows = [["kernel", "rank", "FN", "entry tr/te", "argmax tr/te"]]
     for name, s in stats["kernels"].items():
         rows.append([name, f"{s['rank']}/{s['size']}", f"{s['frobenius']:.4g}",
-                     f"{s['entry_train']:.4f}/{s['entry_test']:.4f}", f"{s['argmax_train']:.4f}/{s['argmax_test']:.4f}"])
+                     f"{s['entry_train']:.4f}/{s['entry_test']:.4f}",
+                     f"{s['argmax_train']:.4f}/{s['argmax_test']:.4f}"])
     print()
     print(format_table(rows))
     print(f"FT ratio: {stats['ft_ratio']:.4f}")

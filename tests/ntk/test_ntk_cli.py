@@ -1,0 +1,100 @@
+"""`lpft ntk` in-process on a tiny model: files, self-consistent statistics, reuse, bad input, the Eq. 1 prediction."""
+
+import json
+
+import numpy as np
+import pytest
+
+from lpft.cli import main
+from lpft.ntk import load_kernels, pretrain_kernel
+
+
+@pytest.fixture(scope="module")
+def toy_csv(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("ntk-data")
+    rows = ["text,label"] + [f"{'good great fine' if i % 2 else 'bad awful poor'} item {i},{'pos' if i % 2 else 'neg'}"
+                             for i in range(40)]
+    (folder / "train.csv").write_text("\n".join(rows) + "\n")
+    return folder / "train.csv"
+
+
+def ntk_args(csv, model, out, *extra):
+    return ["ntk", "--task", "files", "--train-file", str(csv), "--test-file", str(csv), "--model", str(model),
+            "--max-length", "16", "--n-train", "8", "--n-test", "6", "--out", str(out), "--cache-dir", "none", *extra]
+
+
+def only_folder(out):
+    folders = list((out / "files" / "ntk").iterdir())
+    assert len(folders) == 1
+    return folders[0]
+
+
+def test_ntk_end_to_end_consistent_and_reused(toy_csv, tiny_bert_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(ntk_args(toy_csv, tiny_bert_dir, out, "--method", "lp-ft", "--lp-cs", "2", "--lp-folds", "2")) == 0
+    first = capsys.readouterr().out
+    assert "kernel group" in first and "FT ratio" in first and "cosine" in first
+    folder = only_folder(out)
+    assert folder.name.startswith("lp-ft-seed0-")
+    for name in ("meta.json", "P_train.npy", "F_train.npy", "P_test.npy", "F_test.npy", "stats.json", "summary.md",
+                 "spectrum.png", "pair_norms.png"):
+        assert (folder / name).is_file(), name
+    stats = json.loads((folder / "stats.json").read_text())
+    C, N, h = stats["num_labels"], stats["n_train"], 32
+    assert (C, N, stats["n_test"]) == (2, 8, 6)
+    assert stats["train_indices"] == list(range(8)) and stats["test_indices"] == list(range(6))
+    ks = stats["kernels"]
+    assert set(ks) == {"P", "F", "P+F"}
+    # P and F are PSD, so <P, F> >= 0 and ||P + F||_F >= max(||P||_F, ||F||_F)
+    assert ks["P+F"]["frobenius"] >= max(ks["P"]["frobenius"], ks["F"]["frobenius"]) * (1 - 1e-9)
+    assert ks["P+F"]["frobenius"] ** 2 >= (ks["P"]["frobenius"] ** 2 + ks["F"]["frobenius"] ** 2) * (1 - 1e-9)
+    # P = (G + 1) (x) I_C: rank <= C * min(N, h + 1); subadditivity for P + F
+    assert ks["P"]["rank"] <= C * min(N, h + 1) and ks["P"]["rank"] % C == 0
+    assert ks["P+F"]["rank"] <= ks["P"]["rank"] + ks["F"]["rank"]
+    for k in ks.values():
+        assert k["size"] == N * C and 1 <= k["rank"] <= N * C
+        assert k["entry_chance"] == pytest.approx(0.5)
+        for key in ("entry_train", "entry_test", "argmax_train", "argmax_test"):
+            assert 0 <= k[key] <= 1
+    assert 0 <= stats["ft_ratio"] <= 1 + 1e-6
+    kern = load_kernels(folder)
+    np.testing.assert_allclose(kern.P_train, pretrain_kernel(kern.features_train, kern.features_train, C))
+    assert np.linalg.norm(kern.full_train) == pytest.approx(ks["P+F"]["frobenius"])
+    assert {"cosine", "rel_error_sgd_scale", "fitted_scale", "rel_error_fitted"} <= set(stats["predict"]["test"])
+    summary = (folder / "summary.md").read_text()
+    assert "FT ratio" in summary and "entry acc" in summary and "Eq. 1" in summary
+
+    stamp = (folder / "F_train.npy").stat().st_mtime_ns
+    assert main(ntk_args(toy_csv, tiny_bert_dir, out, "--method", "lp-ft", "--lp-cs", "2", "--lp-folds", "2",
+                         "--no-predict")) == 0
+    again = capsys.readouterr().out
+    assert "kernel group" not in again  # the finished kernel folder is loaded, not recomputed
+    assert (folder / "F_train.npy").stat().st_mtime_ns == stamp
+    stats2 = json.loads((folder / "stats.json").read_text())
+    assert "predict" not in stats2
+    assert stats2["kernels"]["F"]["frobenius"] == pytest.approx(ks["F"]["frobenius"])
+
+
+def test_method_lp_is_exit_2_and_writes_nothing(toy_csv, tiny_bert_dir, tmp_path, capsys):
+    assert main(ntk_args(toy_csv, tiny_bert_dir, tmp_path / "out", "--method", "lp")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lpft: error: --method lp")
+    assert not (tmp_path / "out").exists()
+
+
+def predict_stats(toy_csv, model, out, *extra):
+    assert main(ntk_args(toy_csv, model, out, "--method", "ft", "--batch-size", "4", *extra)) == 0
+    return json.loads((only_folder(out) / "stats.json").read_text())["predict"]
+
+
+def test_eq1_prediction_matches_real_finetuning_at_small_lr(toy_csv, tiny_bert_dir, tmp_path):
+    # the real training loop (AdamW, dropout on): the direction is predicted, the scale is not SGD's
+    real = predict_stats(toy_csv, tiny_bert_dir, tmp_path / "adamw", "--lr", "1e-5")
+    assert real["optimizer"] == "adamw" and real["dropout"] is True
+    assert real["test"]["cosine"] > 0.9
+    # plain SGD without dropout: Eq. 1 with the derived scale w_i = lr_s / |B_s| is exact as lr -> 0
+    sgd = predict_stats(toy_csv, tiny_bert_dir, tmp_path / "sgd", "--lr", "1e-6", "--predict-optimizer", "sgd",
+                        "--no-predict-dropout")
+    assert sgd["test"]["cosine"] > 0.999
+    assert sgd["test"]["rel_error_sgd_scale"] < 0.05
+    assert sgd["test"]["fitted_scale"] == pytest.approx(1.0, abs=0.05)
