@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -36,6 +35,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from ..io import atomic_path
 from .gradients import DEFAULT_MEMORY_BUDGET, LogitGradients, sample_rows
 
 ORDERING = "sample-major: row i*C + c is sample i, class c"
@@ -117,15 +117,9 @@ def _assemble(engine: LogitGradients, K: np.ndarray, n: int) -> Kernels:
 
 
 def _atomic(path: Path, write: Callable[[str], None]) -> None:
-    """Write through a temporary file in the same folder, then rename: a crash never leaves a torn file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    """Write through ``lpft.io.atomic_path``: a crash never leaves a torn file."""
+    with atomic_path(path) as tmp:
+        write(str(tmp))
 
 
 def _signature(clf, rows, n: int, options: dict) -> str:
