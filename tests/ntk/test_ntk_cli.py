@@ -62,7 +62,9 @@ def test_ntk_end_to_end_consistent_and_reused(toy_csv, tiny_bert_dir, tmp_path, 
     assert np.linalg.norm(kern.full_train) == pytest.approx(ks["P+F"]["frobenius"])
     assert {"cosine", "rel_error_sgd_scale", "fitted_scale", "rel_error_fitted"} <= set(stats["predict"]["test"])
     summary = (folder / "summary.md").read_text()
-    assert "FT ratio" in summary and "entry acc" in summary and "Eq. 1" in summary
+    assert "FT ratio" in summary and "entry acc" in summary and "Eq. 1" in summary and "Eq. 2" in summary
+    assert {"cosine", "rel_error_sgd_scale", "fitted_scale", "rel_error_fitted"} <= set(
+        stats["predict"]["features_test"])
 
     stamp = (folder / "F_train.npy").stat().st_mtime_ns
     assert main(ntk_args(toy_csv, tiny_bert_dir, out, "--method", "lp-ft", "--lp-cs", "2", "--lp-folds", "2",
@@ -98,3 +100,7 @@ def test_eq1_prediction_matches_real_finetuning_at_small_lr(toy_csv, tiny_bert_d
     assert sgd["test"]["cosine"] > 0.999
     assert sgd["test"]["rel_error_sgd_scale"] < 0.05
     assert sgd["test"]["fitted_scale"] == pytest.approx(1.0, abs=0.05)
+    # Eq. 2: the feature change, same scale, from one backward pass and a directional derivative
+    assert sgd["features_test"]["cosine"] > 0.999
+    assert sgd["features_test"]["fitted_scale"] == pytest.approx(1.0, abs=0.05)
+    assert sgd["features_test"]["rel_error_sgd_scale"] < 0.05

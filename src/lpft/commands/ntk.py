@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep this fraction of word-embedding gradient rows, rescaled (paper: 0.1); "
                              "default exact")
     parser.add_argument("--predict", action=argparse.BooleanOptionalAction, default=True,
-                        help="also predict the logit change of one real fine-tuning epoch from the kernel (Eq. 1)")
+                        help="also predict the logit change of one real fine-tuning epoch from the kernel (Eq. 1) "
+                             "and its feature change (Eq. 2)")
     parser.add_argument("--predict-optimizer", default="adamw", choices=("adamw", "sgd"),
                         help="adamw: the real training loop; sgd: same batches and schedule with plain SGD")
     parser.add_argument("--predict-dropout", action=argparse.BooleanOptionalAction, default=True,
@@ -122,5 +123,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"Eq. 1 prediction of one {args.predict_optimizer} epoch (test logits): cosine {p['cosine']:.4f}, "
               f"rel. error {p['rel_error_sgd_scale']:.4f} at the SGD scale, {p['rel_error_fitted']:.4f} after "
               f"fitting the scale (x{p['fitted_scale']:.4g})")
+        f = stats["predict"].get("features_test")
+        if f:
+            print(f"Eq. 2 prediction (test features): cosine {f['cosine']:.4f}, rel. error "
+                  f"{f['rel_error_sgd_scale']:.4f} at the SGD scale, {f['rel_error_fitted']:.4f} after fitting the "
+                  f"scale (x{f['fitted_scale']:.4g})")
     print(f"ntk folder: {folder}")
     return 0

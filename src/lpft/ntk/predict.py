@@ -22,6 +22,11 @@ and the direction is only approximately the kernel's. We therefore report, on th
   ``rel_error_fitted`` (``= sqrt(1 - cosine^2)`` when cosine > 0);
 * the same cosine for the P-only and F-only parts of the prediction, and for the train samples.
 
+**Eq. 2 (features).** ``phi_FT(x) - phi0(x) ~= sum_i w_i J(x) J(x_i)^T V0^T delta_i`` with ``J = d phi0 / d theta``
+over the trainable backbone parameters and the same ``w_i``, ``delta_i``. :func:`predicted_feature_change` computes it
+without any kernel: ``g = sum_i w_i J(x_i)^T V0^T delta_i`` is one backward pass of the scalar
+``sum_i w_i <V0^T delta_i, phi(x_i)>``, and ``J(x) g`` is a directional derivative (double-backward trick).
+
 ``optimizer="sgd"`` runs the same batches and schedule with plain SGD (:func:`sgd_finetune`), where Eq. 1 is exact
 as ``lr -> 0`` — a check of the kernel itself.
 """
@@ -116,18 +121,19 @@ def disable_dropout(model) -> None:
 
 
 def actual_change(clf, train, test, *, batch_size: int, lr: float, seed: int, weight_decay: float = 0.0,
-                  epochs: int = 1, optimizer: str = "adamw", eval_batch_size: int = 64, dropout: bool = True
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  epochs: int = 1, optimizer: str = "adamw", eval_batch_size: int = 64, dropout: bool = True,
+                  features: bool = False) -> tuple:
     """Fine-tune a copy of ``clf`` on ``train`` and return the logit change (eval mode) on (train, test).
 
     ``dropout=False`` switches every dropout of the copy off during training (the kernel is taken without dropout,
-    so only then is Eq. 1 exact as ``lr -> 0``)."""
+    so only then is Eq. 1 exact as ``lr -> 0``). ``features=True`` returns
+    ``(logit change train, logit change test, feature change train, feature change test)`` instead."""
     from ..methods.finetune import finetune
     from ..model import extract
 
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer {optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
-    before = [extract(clf, enc, eval_batch_size, logits=True)[1].astype(np.float64) for enc in (train, test)]
+    before = [extract(clf, enc, eval_batch_size, logits=True) for enc in (train, test)]
     model = copy.deepcopy(clf)
     if not dropout:
         disable_dropout(model)
@@ -139,9 +145,80 @@ def actual_change(clf, train, test, *, batch_size: int, lr: float, seed: int, we
                      evaluate=lambda logits, labels: (0.0, {}), state_dir=Path(tmp) / "state",
                      weight_decay=weight_decay, log_every=10 ** 9, eval_batch_size=eval_batch_size,
                      desc="NTK predict: fine-tune")
-    after = [extract(model, enc, eval_batch_size, logits=True)[1].astype(np.float64) for enc in (train, test)]
+    after = [extract(model, enc, eval_batch_size, logits=True) for enc in (train, test)]
     del model
-    return after[0] - before[0], after[1] - before[1]
+    d_logits = [a[1].astype(np.float64) - b[1].astype(np.float64) for a, b in zip(after, before)]
+    if not features:
+        return d_logits[0], d_logits[1]
+    d_feats = [a[0].astype(np.float64) - b[0].astype(np.float64) for a, b in zip(after, before)]
+    return d_logits[0], d_logits[1], d_feats[0], d_feats[1]
+
+
+def _backbone_params(clf) -> list:
+    return [p for p in clf.backbone.parameters() if p.requires_grad]
+
+
+def feature_gradient(clf, train, delta: np.ndarray, weights: np.ndarray, eval_batch_size: int = 64) -> list:
+    """``g = sum_i w_i J(x_i)^T V0^T delta_i`` over the trainable backbone parameters (eval mode, no dropout):
+    the gradient of ``sum_i w_i <V0^T delta_i, phi(x_i)>``; ``delta`` (N, C) or (N*C,)."""
+    from ..data.batching import eval_batches, iterate
+
+    params = _backbone_params(clf)
+    device = next(clf.parameters()).device
+    was_training = clf.training
+    clf.eval()
+    V0 = clf.head.weight.detach()
+    coef = torch.as_tensor(np.asarray(delta, dtype=np.float64).reshape(len(train), -1)
+                           * np.asarray(weights, dtype=np.float64)[:, None], device=device)
+    grads = [torch.zeros_like(p) for p in params]
+    try:
+        for idx, batch in iterate(train, eval_batches(train, eval_batch_size)):
+            inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+            phi = clf.features(**inputs)
+            u = (coef[idx].to(V0.dtype) @ V0).to(phi.dtype)  # rows w_i V0^T delta_i, (B, h)
+            got = torch.autograd.grad((phi * u).sum(), params, allow_unused=True)
+            for acc, g in zip(grads, got):
+                if g is not None:
+                    acc += g
+    finally:
+        clf.train(was_training)
+    return grads
+
+
+def directional_features(clf, enc, direction: list, eval_batch_size: int = 64) -> np.ndarray:
+    """``J(x) g`` for every example of ``enc`` as (M, h): the change of ``phi(x)`` along the parameter direction
+    ``g`` (a list matching the trainable backbone parameters), by double backward, eval mode."""
+    from ..data.batching import eval_batches, iterate
+
+    params = _backbone_params(clf)
+    device = next(clf.parameters()).device
+    was_training = clf.training
+    clf.eval()
+    out = None
+    try:
+        for idx, batch in iterate(enc, eval_batches(enc, eval_batch_size)):
+            inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
+            phi = clf.features(**inputs)
+            u = torch.zeros_like(phi, requires_grad=True)
+            vjp = torch.autograd.grad(phi, params, grad_outputs=u, create_graph=True, allow_unused=True)
+            pairs = [(v, g) for v, g in zip(vjp, direction) if v is not None and v.requires_grad]
+            if pairs:
+                (jg,) = torch.autograd.grad([v for v, _ in pairs], u, grad_outputs=[g for _, g in pairs])
+            else:
+                jg = torch.zeros_like(phi)
+            if out is None:
+                out = np.zeros((len(enc), phi.shape[1]))
+            out[idx] = jg.detach().cpu().double().numpy()
+    finally:
+        clf.train(was_training)
+    return out
+
+
+def predicted_feature_change(clf, train, test, delta: np.ndarray, weights: np.ndarray, eval_batch_size: int = 64
+                             ) -> np.ndarray:
+    """Eq. 2: ``sum_i w_i J(x) J(x_i)^T V0^T delta_i`` for every test example, (M, h), without a kernel."""
+    g = feature_gradient(clf, train, delta, weights, eval_batch_size)
+    return directional_features(clf, test, g, eval_batch_size)
 
 
 def predict_and_compare(kernels, clf, train, test, train_logits: np.ndarray, *, batch_size: int, lr: float,
@@ -150,16 +227,18 @@ def predict_and_compare(kernels, clf, train, test, train_logits: np.ndarray, *, 
     """Eq. 1 prediction from ``kernels`` (at ``clf``'s current parameters) against a real fine-tuning of a copy.
 
     Returns a JSON-ready dict: the setting, the SGD scale, and :func:`compare` results for the full kernel on test
-    and train, plus cosines of the P-only and F-only predictions on test.
+    and train, plus cosines of the P-only and F-only predictions on test, and ``features_test``: :func:`compare` for
+    the Eq. 2 feature-change prediction on test.
     """
     from .stats import residuals
 
     C = kernels.num_labels
     delta = residuals(train_logits, train.labels)
     w = schedule_weights(train, batch_size, seed, lr, epochs)
-    d_train, d_test = actual_change(clf, train, test, batch_size=batch_size, lr=lr, seed=seed,
-                                    weight_decay=weight_decay, epochs=epochs, optimizer=optimizer,
-                                    eval_batch_size=eval_batch_size, dropout=dropout)
+    pred_feat = predicted_feature_change(clf, train, test, delta, w, eval_batch_size)
+    d_train, d_test, _, f_test = actual_change(clf, train, test, batch_size=batch_size, lr=lr, seed=seed,
+                                               weight_decay=weight_decay, epochs=epochs, optimizer=optimizer,
+                                               eval_batch_size=eval_batch_size, dropout=dropout, features=True)
     pred_test = predicted_change(kernels.full_test, delta, w, C)
     pred_train = predicted_change(kernels.full_train, delta, w, C)
     return {
@@ -171,4 +250,7 @@ def predict_and_compare(kernels, clf, train, test, train_logits: np.ndarray, *, 
         "train": compare(pred_train, d_train),
         "test_cosine_P_only": cosine(predicted_change(kernels.P_test, delta, w, C), d_test),
         "test_cosine_F_only": cosine(predicted_change(kernels.F_test, delta, w, C), d_test),
+        "features_test": compare(pred_feat, f_test),
+        "features_note": "Eq. 2: phi_FT(x) - phi0(x) ~= sum_i w_i J(x) J(x_i)^T V0^T delta_i over the trainable "
+                         "backbone parameters, same w_i",
     }

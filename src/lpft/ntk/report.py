@@ -86,6 +86,13 @@ def summary_markdown(stats: dict, paper: dict | None = None) -> str:
         for name, c in (("test", t), ("train", tr)):
             lines.append(f"| {name} | {c['cosine']:.4f} | {c['rel_error_sgd_scale']:.4g} | {c['fitted_scale']:.4g} | "
                          f"{c['rel_error_fitted']:.4f} | {c['actual_norm']:.4g} |")
+        ft = pred.get("features_test")
+        if ft:
+            lines.append(f"| test features (Eq. 2) | {ft['cosine']:.4f} | {ft['rel_error_sgd_scale']:.4g} | "
+                         f"{ft['fitted_scale']:.4g} | {ft['rel_error_fitted']:.4f} | {ft['actual_norm']:.4g} |")
+            lines += ["", "Eq. 2 row: the change of the features phi(x) (not the logits), predicted as "
+                          "sum_i w_i J(x) J(x_i)^T V0^T delta_i with J = d phi0 / d theta over the trainable backbone "
+                          "parameters, the same w_i."]
         lines += ["", f"Cosine on test of the P-only part: {pred['test_cosine_P_only']:.4f}; F-only part: "
                       f"{pred['test_cosine_F_only']:.4f}.",
                   "AdamW rescales gradients per coordinate, so its scale differs from SGD's; the cosine is "
