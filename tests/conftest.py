@@ -37,3 +37,13 @@ def shared_data() -> Path:
             pytest.fail(f"real data folder {SHARED_DATA} is missing (CI=true requires it)")
         pytest.skip(f"real data folder {SHARED_DATA} is missing")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def polarity_csv(tmp_path_factory) -> Path:
+    """A 40-row two-class CSV (pos / neg by word choice): the smallest learnable user-file task."""
+    folder = tmp_path_factory.mktemp("polarity")
+    rows = ["text,label"] + [f"{'good great fine' if i % 2 else 'bad awful poor'} item {i},{'pos' if i % 2 else 'neg'}"
+                             for i in range(40)]
+    (folder / "train.csv").write_text("\n".join(rows) + "\n")
+    return folder / "train.csv"

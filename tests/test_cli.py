@@ -21,13 +21,10 @@ def test_help_lists_subcommands():
 
 
 @pytest.fixture(scope="module")
-def toy_csv(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("cli-data")
-    rows = ["text,label"] + [f"{'good great fine' if i % 2 else 'bad awful poor'} item {i},{'pos' if i % 2 else 'neg'}"
-                             for i in range(40)]
-    (folder / "train.csv").write_text("\n".join(rows) + "\n")
-    (folder / "bad.csv").write_text("text,label\nhello,pos\nworld,\n")
-    return folder
+def toy_csv(polarity_csv):
+    """The polarity task's folder, plus a file whose row 3 has an empty label."""
+    (polarity_csv.parent / "bad.csv").write_text("text,label\nhello,pos\nworld,\n")
+    return polarity_csv.parent
 
 
 BAD_INPUTS = [

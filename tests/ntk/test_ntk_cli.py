@@ -10,12 +10,8 @@ from lpft.ntk import load_kernels, pretrain_kernel
 
 
 @pytest.fixture(scope="module")
-def toy_csv(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ntk-data")
-    rows = ["text,label"] + [f"{'good great fine' if i % 2 else 'bad awful poor'} item {i},{'pos' if i % 2 else 'neg'}"
-                             for i in range(40)]
-    (folder / "train.csv").write_text("\n".join(rows) + "\n")
-    return folder / "train.csv"
+def toy_csv(polarity_csv):
+    return polarity_csv
 
 
 def ntk_args(csv, model, out, *extra):
