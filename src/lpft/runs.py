@@ -39,8 +39,8 @@ from .io import environment_info, load_array, load_tensors, read_json, save_arra
 from .methods.config import RunConfig
 from .methods.finetune import finetune, load_trainable_state, trainable_state
 from .methods.lora import apply_lora, merge_lora
-from .methods.lp import (default_cache_dir, encoded_fingerprint, linear_probe, pretrained_features, set_head)
-from .model import Classifier, init_head, load_tokenizer, model_fingerprint, extract
+from .methods.lp import default_cache_dir, features_key, linear_probe, pretrained_features, set_head
+from .model import Classifier, init_head, load_tokenizer, extract
 
 HEAD_STAGES = ("init", "lp", "start", "ft")
 
@@ -108,20 +108,20 @@ def start_of_fine_tuning(cfg: RunConfig, prep: Prepared, cache: Path | None,
     """
     cfg = cfg.resolved()
     task, splits = prep.task, prep.splits
-    clf = Classifier.from_pretrained(cfg.model, task.num_labels, cfg.dropout)
+    clf = Classifier.from_pretrained(cfg.model, task.num_labels, cfg.dropout, cfg.pooling)
     init_head(clf.head, cfg.seed)
     clf.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     heads = {"init": _head_tensors(clf)}
     if cfg.uses_lp:
         feats = pretrained_features(clf, cfg.model, splits["train"], cache, cfg.eval_batch_size, "LP features train")
-        key = f"{model_fingerprint(cfg.model)}-{encoded_fingerprint(splits['train'])}"
+        key = features_key(clf, cfg.model, splits["train"])
         weight, bias = linear_probe(feats, splits["train"].labels, task.num_labels, cfg.lp_cs, cfg.lp_folds,
                                     cfg.lp_max_iter, cache, key)
         set_head(clf, weight, bias)
         heads["lp"] = {"weight": torch.from_numpy(weight), "bias": torch.from_numpy(bias)}
     if cfg.method != "lp":
         if cfg.uses_lora:
-            apply_lora(clf, cfg.lora_r, cfg.lora_alpha, seed=cfg.seed)
+            apply_lora(clf, cfg.lora_r, cfg.lora_alpha, seed=cfg.seed, targets=cfg.lora_targets)
         rescale_head(clf, cfg.head_norm, cfg.head_scale)
         heads["start"] = _head_tensors(clf)
     return clf, heads
@@ -232,7 +232,8 @@ class RunRecord:
 
     def pretrained(self) -> Classifier:
         """The pre-trained backbone with the run's initial head (phi0 for feature-change statistics)."""
-        clf = Classifier.from_pretrained(self.config.model, len(self.data["labels"]), self.config.dropout)
+        clf = Classifier.from_pretrained(self.config.model, len(self.data["labels"]), self.config.dropout,
+                                         self.config.pooling)
         weight, bias = self.head("init")
         with torch.no_grad():
             clf.head.weight.copy_(torch.from_numpy(weight))
@@ -244,6 +245,7 @@ class RunRecord:
         ``merge_lora_weights=True`` folds the adapters into plain weights (equal up to float rounding)."""
         clf = self.pretrained()
         if self.config.uses_lora:
-            apply_lora(clf, self.config.lora_r, self.config.lora_alpha, seed=self.config.seed)
+            apply_lora(clf, self.config.lora_r, self.config.lora_alpha, seed=self.config.seed,
+                       targets=self.config.lora_targets)
         load_trainable_state(clf, load_tensors(self.path / "model.safetensors"))
         return (merge_lora(clf) if merge_lora_weights else clf).eval()

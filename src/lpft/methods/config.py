@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 
 from ..config import ConfigError
-from ..model import DEFAULT_MODEL
+from ..model import DEFAULT_MODEL, POOLINGS, ModelError, default_pooling, load_config
 
 METHODS = ("lp", "ft", "lp-ft", "lora", "lp-lora")
 
@@ -46,7 +46,8 @@ class RunConfig:
     method: str = "lp-ft"
     """lp, ft, lp-ft, lora or lp-lora"""
     model: str = DEFAULT_MODEL
-    """Hugging Face encoder: hub name or local folder (default: the embedded all-MiniLM-L6-v2)"""
+    """Hugging Face encoder or decoder (GPT-2, Llama, Qwen2, ...): hub name or local folder (default: the embedded
+    all-MiniLM-L6-v2)"""
     seed: int = 0
     """seed for data order, head initialisation, dropout and LoRA initialisation"""
     epochs: int | None = None
@@ -60,11 +61,17 @@ class RunConfig:
     max_length: int | None = None
     """maximum tokens per example (default 128; 64 for bbc-news)"""
     dropout: float | None = None
-    """dropout before the head (default: the backbone's hidden dropout)"""
+    """dropout before the head (default: the backbone's hidden dropout; 0 for Llama / Qwen2)"""
+    pooling: str | None = None
+    """features fed to the head: first, last or mean (non-padding) token (default: first for encoders, last for
+    decoder-only models)"""
     lora_r: int = 8
-    """LoRA rank (query and value projections)"""
+    """LoRA rank"""
     lora_alpha: int = 8
     """LoRA scaling alpha"""
+    lora_targets: str | None = None
+    """comma-separated module names LoRA adapts (default: PEFT's choice for the architecture: query,value for
+    BERT / RoBERTa, c_attn for GPT-2, q_proj,v_proj for Llama / Qwen2)"""
     lp_cs: int = 10
     """LP: number of inverse-regularisation strengths tried by LogisticRegressionCV"""
     lp_folds: int = 5
@@ -124,6 +131,17 @@ class RunConfig:
             raise ConfigError(f"--max-length must be <= 512, got {cfg.max_length}")
         if cfg.task == "files" and not cfg.train_file:
             raise ConfigError("--task files needs --train-file")
+        if cfg.pooling is not None:
+            cfg.pooling = cfg.pooling.lower()
+            if cfg.pooling not in POOLINGS:
+                raise ConfigError(f"--pooling {self.pooling!r} is unknown: expected one of {', '.join(POOLINGS)}")
+        else:
+            cfg.pooling = _default_pooling(cfg.model)
+        if cfg.lora_targets is not None:
+            names = [t.strip() for t in cfg.lora_targets.split(",")]
+            if not all(names):
+                raise ConfigError(f"--lora-targets {self.lora_targets!r}: expected comma-separated module names")
+            cfg.lora_targets = ",".join(names)
         return cfg
 
     def run_key(self) -> str:
@@ -131,6 +149,11 @@ class RunConfig:
         fields = dataclasses.asdict(self)
         for cosmetic in ("log_every", "eval_batch_size"):
             fields.pop(cosmetic)
+        # options added later stay out of the key at their defaults, so earlier runs keep their folders
+        if fields["pooling"] is None or fields["pooling"] == _default_pooling(self.model):
+            fields.pop("pooling")
+        if fields["lora_targets"] is None:
+            fields.pop("lora_targets")
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
 
     @property
@@ -140,6 +163,16 @@ class RunConfig:
     @property
     def uses_lora(self) -> bool:
         return self.method in ("lora", "lp-lora")
+
+
+def _default_pooling(model: str) -> str:
+    """The architecture's pooling (reads the model's config; the embedded default model is an encoder)."""
+    if model == DEFAULT_MODEL:
+        return "first"
+    try:
+        return default_pooling(load_config(model))
+    except ModelError as err:
+        raise ConfigError(f"--model: {err}") from None
 
 
 def _check_positive(cfg: RunConfig, *names: str) -> None:

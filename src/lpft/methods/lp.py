@@ -43,12 +43,20 @@ def encoded_fingerprint(enc: Encoded) -> str:
     return h.hexdigest()[:16]
 
 
+def features_key(clf: Classifier, model_name: str, enc: Encoded) -> str:
+    """Cache key of pre-trained features: model files, tokenised split and (when not the paper's first token) the
+    pooling."""
+    key = f"{model_fingerprint(model_name)}-{encoded_fingerprint(enc)}"
+    pooling = getattr(clf, "pooling", "first")
+    return key if pooling == "first" else f"{key}-{pooling}"
+
+
 def pretrained_features(clf: Classifier, model_name: str, enc: Encoded, cache_dir: Path | None,
                         batch_size: int = 64, desc: str = "features") -> np.ndarray:
     """phi0 for every example, from the cache if present. ``clf`` must hold the pre-trained backbone."""
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / "features" / f"{model_fingerprint(model_name)}-{encoded_fingerprint(enc)}.npy"
+        path = Path(cache_dir) / "features" / f"{features_key(clf, model_name, enc)}.npy"
         if path.exists():
             return load_array(path)
     feats = extract(clf, enc, batch_size, desc=desc)
