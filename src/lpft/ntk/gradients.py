@@ -291,8 +291,11 @@ class LogitGradients:
             self.calls.append([split_call(*rec.calls[k], len(idx), st.hidden_input)
                                for k, st in enumerate(self.stages)])
             self.shapes.append(rec.shapes)
-            feats[idx] = pool(out, batch["attention_mask"], self.pooling).double()
-            self._pool_weights.append(pool_weights(batch["attention_mask"], self.pooling, self.dtype))
+            # rows are unpadded and batches right-padded: each row's tokens are its first len(row) positions
+            lengths = torch.tensor([len(self.rows[i]["input_ids"]) for i in idx])
+            mask = (torch.arange(out.shape[1])[None, :] < lengths[:, None]).long()
+            feats[idx] = pool(out, mask, self.pooling).double()
+            self._pool_weights.append(pool_weights(mask, self.pooling, self.dtype))
             self._out_width.append(tuple(out.shape[1:]))
         self.features = feats.numpy()
 
