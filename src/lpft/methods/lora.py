@@ -41,7 +41,11 @@ def apply_lora(clf: Classifier, r: int = 8, alpha: int = 8, dropout: float = 0.0
     from peft import LoraConfig, get_peft_model
 
     modules = lora_target_modules(clf.backbone, targets)
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none", target_modules=modules)
+    # GPT-2's projections are Conv1D layers (weight stored transposed): say so rather than let PEFT warn and fix it
+    conv1d = any(type(m).__name__ == "Conv1D" and n.rsplit(".", 1)[-1] in modules
+                 for n, m in clf.backbone.named_modules())
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none", target_modules=modules,
+                        fan_in_fan_out=conv1d)
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
