@@ -166,14 +166,16 @@ def load_tokenizer(name_or_path: str):
 
 
 def load_backbone(name_or_path: str, attn_implementation: str = "eager") -> nn.Module:
-    """Load the encoder without any task head. Eager attention: torch.func transforms (eNTK) need it."""
+    """Load the encoder / decoder without any task head. Eager attention: torch.func transforms (eNTK) need it.
+    Always float32, as in the paper: checkpoints stored in bfloat16 (Qwen2, Llama) are upcast, not trained in it."""
     from transformers import AutoModel
 
     path = resolve_model_path(name_or_path)
+    options = {"attn_implementation": attn_implementation, "dtype": torch.float32}
     try:
-        return AutoModel.from_pretrained(path, add_pooling_layer=False, attn_implementation=attn_implementation)
-    except TypeError:  # encoders without a pooler argument
-        return AutoModel.from_pretrained(path, attn_implementation=attn_implementation)
+        return AutoModel.from_pretrained(path, add_pooling_layer=False, **options)
+    except TypeError:  # models without a pooler argument (decoders, some encoders)
+        return AutoModel.from_pretrained(path, **options)
     except (OSError, ValueError) as err:
         raise ModelError(f"cannot load model {name_or_path!r}: {str(err).splitlines()[0]}") from None
 

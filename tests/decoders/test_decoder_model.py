@@ -144,3 +144,16 @@ def test_encoder_run_keys_unchanged():
     # keys computed by the code before pooling / lora_targets existed
     assert RunConfig().resolved().run_key() == "c7e2da0d52"
     assert RunConfig(method="lora", task="cb", seed=3).resolved().run_key() == "2b95991105"
+
+
+def test_bfloat16_checkpoints_load_in_float32(tmp_path):
+    """Hub decoders are often stored in bfloat16 (Qwen2, Llama); the classifier trains in float32 like the paper."""
+    from transformers import AutoModel
+
+    torch.manual_seed(0)
+    AutoModel.from_config(tiny_decoder_config("qwen2")).to(torch.bfloat16).save_pretrained(tmp_path)
+    decoder_tokenizer().save_pretrained(tmp_path)
+    clf = Classifier.from_pretrained(str(tmp_path), 2)
+    assert {p.dtype for p in clf.parameters()} == {torch.float32} and clf.pooling == "last"
+    batch = load_tokenizer(str(tmp_path))(TEXTS, padding=True, return_tensors="pt")
+    assert clf(**batch).dtype == torch.float32

@@ -47,6 +47,9 @@ def test_decoder_kernels_match_full_jacobian_reference(arch, pooling):
     assert engine.staged == (arch != "gpt2")
     if engine.staged:
         assert [st.name for st in engine.stages] == ["embed_tokens", "layers.0", "layers.1", "norm"]
+    else:  # GPT-2's Conv1D projections are factored like Linear layers (their own gradient blocks)
+        assert {"h.0.attn.c_attn.weight", "h.1.mlp.c_proj.weight", "wte.weight", "wpe.weight"} <= set(
+            engine.group_names)
     k = compute_kernels(clf, train, test, dtype=torch.float64)
     ref_train = jacobian_entk(clf.double(), train)
     ref_test = jacobian_entk(clf, test, train)

@@ -13,8 +13,8 @@ How the work is organised, and why:
   holds the hidden states plus one stage's per-sample quantities. The chain is checked on the first batch (each
   stage called once, outputs feeding the next stage, every trainable parameter inside exactly one stage); a
   backbone that fails the check is one stage, run sample by sample (exact, slower). See :mod:`.stages`.
-* **Factored modules.** For ``nn.Linear`` and ``nn.Embedding`` the per-sample weight gradient is
-  ``sum_t delta_t a_t^T``: the cotangent at the module output (got by adding a zero *probe* to the output and
+* **Factored modules.** For ``nn.Linear`` (and GPT-2's ``Conv1D``) and ``nn.Embedding`` the per-sample weight
+  gradient is ``sum_t delta_t a_t^T``: the cotangent at the module output (got by adding a zero *probe* to the output and
   differentiating w.r.t. it) times the module input. Storing ``(a, delta)`` instead of dense gradients lets a big
   weight be cut into blocks of output rows without re-running anything, and keeps embedding gradients sparse in
   the token ids: the word-embedding block of the kernel is a sum over the ids two samples share, with no dense
@@ -60,8 +60,8 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from ..model import pool, pool_weights
 from .blocks import DenseBlock, EmbeddingBlock
-from .stages import (Call, Recorder, Stage, Taps, candidate_stages, fill_stage, first_tensor, split_call,
-                     word_embeddings)
+from .stages import (Call, Recorder, Stage, Taps, candidate_stages, fill_stage, first_tensor, out_in,
+                     split_call, word_embeddings)
 
 #: Default memory budget (bytes) for the engine's large buffers: cached per-sample quantities of one stage
 #: (40 %), one gradient block (30 %) and per-batch work (the rest).
@@ -342,7 +342,7 @@ class LogitGradients:
                     if isinstance(m, nn.Embedding):
                         groups.append(full)
                         continue
-                    out_f, in_f = m.weight.shape
+                    out_f, in_f = out_in(m)
                     groups += _slices(full, out_f, int(block_cap // (rows * in_f * item)))
                 plan.append({"stage": k, "targets": tg, "groups": groups, "need_h": j == 0 and k > lowest})
         return plan
@@ -475,7 +475,7 @@ class LogitGradients:
                 if full in wanted:
                     yield self._embedding_block(full, m, t, results)
                 continue
-            out_f, in_f = m.weight.shape
+            out_f, in_f = out_in(m)
             for g in p["groups"]:
                 if g not in wanted or not (g == full or g.startswith(full + "[")):
                     continue

@@ -33,14 +33,34 @@ class Stage:
     direct: dict[str, nn.Parameter] = field(default_factory=dict)  # other trainable params (names in stage)
 
 
+def _conv1d_type():
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:  # pragma: no cover - transformers always has it today
+        return None
+    return Conv1D
+
+
 def is_factorable(m: nn.Module) -> bool:
-    """A plain Linear / Embedding with a trainable weight, whose gradient is an outer product of its output
-    cotangent and its input (no max_norm renormalisation, no frequency scaling)."""
+    """A plain Linear / Embedding (or GPT-2's Conv1D, a Linear with its weight stored transposed) with a trainable
+    weight, whose gradient is an outer product of its output cotangent and its input (no max_norm renormalisation,
+    no frequency scaling)."""
     if isinstance(m, nn.Linear) and type(m).forward is nn.Linear.forward:
+        return m.weight.requires_grad
+    if type(m) is _conv1d_type():
         return m.weight.requires_grad
     if isinstance(m, nn.Embedding) and type(m).forward is nn.Embedding.forward:
         return m.weight.requires_grad and m.max_norm is None and not m.scale_grad_by_freq and not m.sparse
     return False
+
+
+def out_in(m: nn.Module) -> tuple[int, int]:
+    """(output, input) features of a factored Linear-like module. Conv1D stores its weight as (in, out); its
+    gradient blocks are laid out (out, in) like a Linear's, a permutation of the weight's entries that no kernel
+    (a sum over all entries) can see."""
+    if type(m) is _conv1d_type():
+        return m.weight.shape[1], m.weight.shape[0]
+    return tuple(m.weight.shape)
 
 
 def fill_stage(stage: Stage, calls: Mapping[int, int]) -> None:
