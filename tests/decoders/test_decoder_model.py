@@ -151,7 +151,8 @@ def test_bfloat16_checkpoints_load_in_float32(tmp_path):
     from transformers import AutoModel
 
     torch.manual_seed(0)
-    AutoModel.from_config(tiny_decoder_config("qwen2")).to(torch.bfloat16).save_pretrained(tmp_path)
+    # (Llama: transformers 5 reads a qwen2 folder's tokenizer as Qwen2Tokenizer, whatever class saved it)
+    AutoModel.from_config(tiny_decoder_config("llama")).to(torch.bfloat16).save_pretrained(tmp_path)
     decoder_tokenizer().save_pretrained(tmp_path)
     clf = Classifier.from_pretrained(str(tmp_path), 2)
     assert {p.dtype for p in clf.parameters()} == {torch.float32} and clf.pooling == "last"
