@@ -236,3 +236,37 @@ def test_hub_copy_of_pubmed_is_not_the_release():
         pytest.skip(f"hub unreachable: {type(e).__name__}")
     assert {s: len(hub[s]) for s in hub} == {"train": 176_642, "validation": 29_672, "test": 29_578}
     assert (len(hub["train"]), len(hub["validation"]), len(hub["test"])) != (180_040, 30_212, 30_135)
+
+
+def test_train_on_amazon_and_evaluate_on_the_ood_sets(tmp_path, tiny_bert_dir, capsys):
+    """The paper's OOD protocol end to end on tiny files: lpft train --task boss-amazon, lpft evaluate --ood ..."""
+    from lpft.cli import main
+
+    write_boss(tmp_path / BOSS / "amazon" / "train.tsv", sentiment_rows(40))
+    write_boss(tmp_path / BOSS / "amazon" / "test.tsv", sentiment_rows(12, start=100))
+    for i, name in enumerate(("dynasent", "semeval", "sst5")):
+        write_boss(tmp_path / BOSS / name / "test.tsv", sentiment_rows(9, start=1000 * (i + 1)))
+    common = ["--data-dir", str(tmp_path), "--cache-dir", "none"]
+    assert main(["train", "--task", "boss-amazon", "--method", "lp", "--model", str(tiny_bert_dir),
+                 "--max-length", "16", "--lp-cs", "2", "--lp-folds", "2", "--out", str(tmp_path / "runs"),
+                 *common]) == 0
+    run = next((tmp_path / "runs" / "boss-amazon" / "lp").iterdir())
+    code = main(["evaluate", str(run), "--ood", "boss-dynasent", "boss-semeval", "boss-sst5",
+                 "--report", str(tmp_path / "ev"), *common])
+    assert code == 0, capsys.readouterr().err
+    from lpft.report.tables import read_csv
+    rows = read_csv(tmp_path / "ev" / "evaluation.csv")
+    assert [(r["set"], r["role"], r["n"]) for r in rows] == [
+        ("test", "ID", "12"), ("boss-dynasent", "OOD", "9"), ("boss-semeval", "OOD", "9"), ("boss-sst5", "OOD", "9")]
+    code = main(["evaluate", str(run), "--ood", "pubmed-rct", *common])
+    assert code == 2 and "task 'pubmed-rct' has labels BACKGROUND, OBJECTIVE" in capsys.readouterr().err
+
+
+def test_compare_checks_the_ood_sets_before_training(boss_dir, capsys):
+    from lpft.cli import main
+
+    code = main(["compare", "--task", "boss-amazon", "--methods", "lp", "--ood", "boss-dynasent", "boss-sst5",
+                 "cola-ood", "--data-dir", str(boss_dir), "--out", str(boss_dir / "runs")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--ood: task 'cola-ood' has labels unacceptable, acceptable" in err[0]
+    assert not (boss_dir / "runs").exists()
