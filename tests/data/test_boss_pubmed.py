@@ -154,7 +154,7 @@ def test_boss_needs_a_local_folder(tmp_path):
 # --- PubMed 20k RCT ----------------------------------------------------------------------------------------------
 
 PUBMED_TRAIN = """###24491034
-BACKGROUND\tThe emergence of HIV as a chronic condition means that people living with HIV are required to take more responsibility for the self-management of their condition .
+BACKGROUND\tThe emergence of HIV as a chronic condition means that people living with HIV are required to take .
 OBJECTIVE\tTo evaluate the effectiveness of an online intervention .
 METHODS\tWe randomised @ participants .
 RESULTS\tAdherence improved ( p = @ ) .

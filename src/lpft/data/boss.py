@@ -24,7 +24,8 @@ Sizes: the paper (its Table 7) used 3,000 / 1,000 / 1,000 Amazon examples and 1,
 the authors' code reads the files whole and the release is larger (per the BOSS paper, Amazon 30,000 train /
 38,905 test). How they cut them is not in their code, so these tasks draw a seeded sample of each split at the
 paper's size, after the 9:1 cut: :func:`lpft.data.readers.subsample` (label-stratified, ``random_state=0``, file
-order kept). A split no larger than its size is used whole. The ``-full`` variants (``boss-amazon-full``, ...) use the whole release.
+order kept). A split no larger than its size is used whole. The ``-full`` variants (``boss-amazon-full``, ...)
+use the whole release.
 
 The Hugging Face hub has no loadable copy of these files, so a local folder is required. Metric: accuracy.
 """

@@ -75,8 +75,8 @@ def _decoded(path: Path) -> Iterator[tuple[int, str]]:
             try:
                 yield number, raw.decode("utf-8")
             except UnicodeDecodeError as e:
-                raise DataError(f"{path}, line {number}: not valid UTF-8 ({e.reason}: byte "
-                                f"0x{raw[e.start]:02x} at byte {e.start + 1} of the line); expected UTF-8 text") from None
+                raise DataError(f"{path}, line {number}: not valid UTF-8 ({e.reason}: byte 0x{raw[e.start]:02x} "
+                                f"at byte {e.start + 1} of the line); expected UTF-8 text") from None
 
 
 def _lines(path: Path):
