@@ -35,21 +35,25 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 POOLINGS = ("first", "last", "mean")
 
 #: ``config.model_type`` of decoder-only (causal) backbones: pooled on the last token by default, given position
-#: ids from the attention mask, and a pad token when the tokenizer has none. A checkpoint whose
-#: ``config.architectures`` names a ``...ForCausalLM`` / ``...LMHeadModel`` class counts as a decoder too.
+#: ids from the attention mask, and a pad token when the tokenizer has none. Other model types count as decoders
+#: when ``transformers`` has a causal-LM head for them but no masked-LM head (BERT / RoBERTa have both).
 DECODER_MODEL_TYPES = frozenset({
     "gpt2", "gpt_neo", "gpt_neox", "gptj", "gpt_bigcode", "llama", "mistral", "mixtral", "qwen2", "qwen2_moe",
     "qwen3", "qwen3_moe", "gemma", "gemma2", "gemma3_text", "phi", "phi3", "opt", "falcon", "bloom", "olmo",
-    "olmo2", "stablelm", "starcoder2", "smollm3", "granite", "cohere", "internlm2"})
+    "olmo2", "stablelm", "starcoder2", "smollm3", "granite", "cohere"})
 
 
 def is_decoder(config) -> bool:
     """Whether a backbone config describes a decoder-only (causal) transformer (see :data:`DECODER_MODEL_TYPES`)."""
-    if getattr(config, "model_type", None) in DECODER_MODEL_TYPES:
+    model_type = getattr(config, "model_type", None)
+    if model_type in DECODER_MODEL_TYPES:
         return True
-    archs = getattr(config, "architectures", None) or []
-    return any(str(a).endswith(("ForCausalLM", "LMHeadModel")) and not str(a).startswith(("Bert", "Roberta"))
-               for a in archs)
+    try:
+        from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                            MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+    except ImportError:  # pragma: no cover - a transformers without these tables: the listed types only
+        return False
+    return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 
 def default_pooling(config) -> str:
