@@ -9,6 +9,10 @@ from ..config import add_config_arguments, config_from_args
 from ..methods.config import RunConfig
 
 
+DESCRIPTION = ("Writes the run folder <out>/<task>/<method>/<model>-seed<seed>-<key>/ (default out: runs) and "
+               "prints its path; a finished run with the same options is reused, an interrupted one resumes.")
+
+
 def add_run_location_arguments(parser: argparse.ArgumentParser) -> None:
     """Where data comes from and results go (these do not change the numbers)."""
     parser.add_argument("--out", default="runs", help="folder for run records")
