@@ -63,6 +63,11 @@ ROLES = [  # (run's task, evaluated set: a task name or None for a file, role)
     ("cb", "cb", "ID"),
     ("cb", "rte", "OOD"),
     ("cb", None, "OOD"),
+    ("boss-amazon", "boss-amazon-full", "ID"),  # the same Amazon distribution, whole release
+    ("boss-amazon", "boss-dynasent", "OOD"),
+    ("boss-amazon", "boss-sst5-full", "OOD"),
+    ("boss-dynasent", "boss-dynasent", "ID"),
+    ("cola", "boss-amazon", "OOD"),
 ]
 
 

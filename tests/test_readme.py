@@ -3,7 +3,8 @@
 Every ``lpft ...`` line of a ```bash block (backslash continuations joined) is parsed by the real ``lpft`` parser and
 dry-run: its options resolve and validate, its data folder and files exist and load, its model is local (or the line
 says ``# needs the hub``, and then the model really is a hub name), and every run folder it reads was created by an
-earlier command of the README. Nothing is trained. Inline ``lpft ...`` code spans must parse too.
+earlier command of the README. A line marked ``# needs <something else>`` (files that are not in ../shared/data) is
+parsed and its options validated only. Nothing is trained. Inline ``lpft ...`` code spans must parse too.
 """
 
 import dataclasses
@@ -19,6 +20,7 @@ from lpft.cli import build_parser, main
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 HUB_MARK = "# needs the hub"
+NEEDS_MARK = "# needs "
 TRAINING_COMMANDS = ("train", "compare", "norm-sweep", "ntk")
 
 
@@ -27,6 +29,7 @@ class Line:
     number: int  # README line where the command starts
     argv: list[str]  # after "lpft"
     needs_hub: bool
+    needs_other: bool = False  # e.g. "# needs the BOSS files in DATA"
 
     def __str__(self):
         return f"README.md:{self.number}: lpft {shlex.join(self.argv)}"
@@ -51,7 +54,9 @@ def bash_commands(text: str) -> list[Line]:
         command = (pending + code).strip()
         pending = ""
         if command.startswith("lpft"):
-            out.append(Line(start, shlex.split(command)[1:], HUB_MARK in "#" + comment))
+            marks = "#" + comment
+            out.append(Line(start, shlex.split(command)[1:], HUB_MARK in marks,
+                            NEEDS_MARK in marks and HUB_MARK not in marks))
     return out
 
 
@@ -124,6 +129,10 @@ def dry_run(line: Line, args, created: dict[Path, str]) -> None:
     from lpft.methods.config import RunConfig
     from lpft.model import hub_options, resolve_model_path
 
+    if line.needs_other:  # files we do not have here: the options must still be valid
+        if args.command in TRAINING_COMMANDS:
+            config_from_args(RunConfig, args).resolved()
+        return
     if getattr(args, "data_dir", None):
         assert Path(args.data_dir).is_dir(), f"{line}: --data-dir {args.data_dir} does not exist"
     if args.command in TRAINING_COMMANDS:
@@ -184,13 +193,15 @@ def test_sample_output_names_the_folder_the_command_creates():
 
 # (README text, parsed lines): the parser of the test itself, so that a README edit cannot slip past it
 PARSER_CASES = [
-    ("```bash\nlpft train --task cb  # paper\n```\n", [(2, ["train", "--task", "cb"], False)]),
+    ("```bash\nlpft train --task cb  # paper\n```\n", [(2, ["train", "--task", "cb"], False, False)]),
     ("```bash\nlpft train --model x \\\n    --seed 2   # needs the hub (any)\n```\n",
-     [(2, ["train", "--model", "x", "--seed", "2"], True)]),
-    ("```\nlpft train\n```\n```bash\npip install x  # needs PyPI\nlpft ntk\n```\n", [(6, ["ntk"], False)]),
+     [(2, ["train", "--model", "x", "--seed", "2"], True, False)]),
+    ("```\nlpft train\n```\n```bash\npip install x  # needs PyPI\nlpft ntk\n```\n", [(6, ["ntk"], False, False)]),
+    ("```bash\nlpft compare --task boss-amazon \\\n    --data-dir DATA   # needs the BOSS files\n```\n",
+     [(2, ["compare", "--task", "boss-amazon", "--data-dir", "DATA"], False, True)]),
 ]
 
 
 @pytest.mark.parametrize("text,expected", PARSER_CASES)
 def test_command_extraction(text, expected):
-    assert [(line.number, line.argv, line.needs_hub) for line in bash_commands(text)] == expected
+    assert [(line.number, line.argv, line.needs_hub, line.needs_other) for line in bash_commands(text)] == expected

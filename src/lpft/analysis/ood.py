@@ -82,27 +82,30 @@ def evaluate_ood(record: RunRecord, specs: list[str], data_dir: str | None = Non
     return rows
 
 
-# Test sets whose domain relative to their training data is known: CoLA trains on in-domain sentences; its test
-# split is the in-domain dev set followed by the out-of-domain one, and cola-id / cola-ood are the two parts.
-DOMAIN = {"cola": "ID+OOD", "cola-id": "ID", "cola-ood": "OOD"}
+# Registered test sets whose domain relative to their family's training data is known: (family, role). CoLA trains on
+# in-domain sentences; its test split is the in-domain dev set followed by the out-of-domain one, and cola-id /
+# cola-ood are the two parts. BOSS trains on Amazon reviews: Amazon test sets are in-distribution, the others not.
+DOMAIN = {"cola": ("cola", "ID+OOD"), "cola-id": ("cola", "ID"), "cola-ood": ("cola", "OOD"),
+          **{f"boss-{name}{full}": ("boss", "ID" if name == "amazon" else "OOD")
+             for name in ("amazon", "dynasent", "semeval", "sst5") for full in ("", "-full")}}
 
 
 def set_role(run_task: str, task: str | None) -> str:
     """"ID", "OOD" or "ID+OOD" for the test split of registered ``task`` (``None``: a user file) next to a run
-    trained on ``run_task``. A task's own test split is in-distribution unless ``DOMAIN`` says otherwise; a
-    registered variant with the same training data (``cola-id`` for a CoLA run) gets its ``DOMAIN`` role; any other
-    set, and every file, is what ``--ood`` says it is: OOD.
+    trained on ``run_task``. A run's own task is in-distribution (CoLA's mixed test split: ID+OOD); a set of the same
+    family (``DOMAIN``) has its known role (``cola-id`` next to a CoLA run, ``boss-amazon-full`` next to a
+    ``boss-amazon`` run: ID); any other set, and every file, is what ``--ood`` says it is: OOD.
 
     >>> [set_role("cola", t) for t in ("cola", "cola-id", "cola-ood", "sst2", None)]
     ['ID+OOD', 'ID', 'OOD', 'OOD', 'OOD']
-    >>> set_role("bbc-news", "bbc-news"), set_role("cola-ood", "cola-id")
-    ('ID', 'ID')
+    >>> set_role("bbc-news", "bbc-news"), set_role("cola-ood", "cola-id"), set_role("boss-amazon", "boss-sst5")
+    ('ID', 'ID', 'OOD')
     """
     if task is None:
         return "OOD"
     task, run_task = task.lower(), run_task.lower()
+    family, role = DOMAIN.get(task, (None, "ID"))
     if task == run_task:
-        return DOMAIN.get(task, "ID")
-    same_training = task in DOMAIN and run_task in DOMAIN  # CoLA variants share CoLA's train split
-    return DOMAIN[task] if same_training else "OOD"
+        return "ID+OOD" if role == "ID+OOD" else "ID"
+    return role if family is not None and DOMAIN.get(run_task, (None,))[0] == family else "OOD"
 

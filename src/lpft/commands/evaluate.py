@@ -10,8 +10,8 @@ from .train import cache_arg, format_table
 
 
 DESCRIPTION = ("Writes evaluation.csv and report.md to --report (unset: <run>/evaluation). Each set's role: ID for "
-               "the run's own test split and for cola-id next to a CoLA run, ID+OOD for CoLA's mixed test split, "
-               "OOD for every other set.")
+               "the run's own test split and for sets of its distribution (cola-id next to a CoLA run, "
+               "boss-amazon-full next to boss-amazon), ID+OOD for CoLA's mixed test split, OOD for every other set.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
