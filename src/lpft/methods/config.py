@@ -177,14 +177,16 @@ class RunConfig:
         return self.method in ("lora", "lp-lora")
 
 
-def _default_pooling(model: str) -> str:
-    """The architecture's pooling (reads the model's config; the embedded default model is an encoder)."""
+def _default_pooling(model: str) -> str | None:
+    """The architecture's pooling, from the model's config (the embedded default model is an encoder); ``None``
+    when that config cannot be read now (a hub model offline): then loading the model reports why, in one line,
+    and ``Classifier.from_pretrained`` resolves the pooling once it can."""
     if model == DEFAULT_MODEL:
         return "first"
     try:
         return default_pooling(load_config(model))
-    except ModelError as err:
-        raise ConfigError(f"--model: {err}") from None
+    except ModelError:
+        return None
 
 
 def _check_positive(cfg: RunConfig, *names: str) -> None:
