@@ -66,7 +66,7 @@ class RunConfig:
     max_length: int | None = None
     """maximum tokens per example (default 128; 64 for bbc-news)"""
     dropout: float | None = None
-    """dropout before the head (default: the backbone's hidden dropout; 0 for Llama / Qwen2)"""
+    """dropout before the head; Llama / Qwen2 name none, so 0 for them (default: the backbone's hidden dropout)"""
     pooling: str | None = None
     """features fed to the head: first, last or mean (non-padding) token (default: first for encoders, last for
     decoder-only models)"""
