@@ -312,6 +312,23 @@ def test_damaged_run_folder_is_named_in_one_line(command, damaged, tamper, probl
     assert sorted(p.relative_to(copy) for p in copy.rglob("*")) == before  # nothing written
 
 
+def test_model_state_must_fit_the_rebuilt_model(finished_run, tmp_path):
+    """Tensors the header check cannot judge (backbone shapes) are checked when the model is rebuilt."""
+    from safetensors.torch import load_file, save_file
+
+    from lpft.runs import RunFolderError, RunRecord
+
+    out, _, folder = finished_run
+    run = tmp_path / "run"
+    shutil.copytree(folder, run)
+    state = load_file(str(run / "model.safetensors"))
+    name = next(k for k in state if k.startswith("backbone.") and state[k].ndim == 2)
+    state[name] = state[name][:, :3].contiguous()
+    save_file(state, str(run / "model.safetensors"))
+    with pytest.raises(RunFolderError, match=rf"model.safetensors is damaged: tensor '{re.escape(name)}' has shape"):
+        RunRecord(run).classifier()
+
+
 def test_intact_run_folder_still_opens(finished_run, capsys):
     _, _, folder = finished_run
     code, _, out = cli(capsys, "calibrate", folder, "--report", folder.parent / "calibration-check")

@@ -16,7 +16,8 @@ A run folder (``<out>/<task>/<method>/<model>-seed<seed>-<key>/``) holds::
     state/             resume state while training (removed when finished)
 
 Every file is written atomically. Validation of options, data and model happens before the folder is created, so
-bad input leaves nothing behind.
+bad input leaves nothing behind. ``RunRecord`` checks every file it reads (``lpft.run_files``): a truncated or edited
+file is a one-line :class:`RunFolderError` naming it.
 """
 
 from __future__ import annotations
