@@ -152,6 +152,27 @@ def test_divergence_stops_the_run_with_one_line(polarity_csv, tiny_bert_dir, tmp
         read_json(path, strict=True)
 
 
+def test_divergence_in_the_last_update_is_caught_before_evaluation(polarity_csv, tiny_bert_dir, tmp_path, capsys,
+                                                                  monkeypatch):
+    """A finite loss whose update breaks the weights at the end of training: the validation logits show it."""
+    import torch
+
+    def poisoned_step(self, closure=None):
+        with torch.no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    p.fill_(float("nan"))
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", poisoned_step)
+    out = tmp_path / "runs"
+    code, lines, _ = cli(capsys, "train", "--task", "files", "--train-file", polarity_csv, "--model", tiny_bert_dir,
+                         "--method", "ft", "--epochs", "1", "--batch-size", "64", "--max-length", "16", "--out", out,
+                         "--cache-dir", "none")
+    line = assert_one_error(code, lines, progress=True)
+    assert line == "lpft: error: training diverged at epoch 1, step 1: validation logit nan — lower --lr"
+    assert not list(out.rglob("metrics.json"))
+
+
 def test_json_is_strict(tmp_path):
     path = tmp_path / "x.json"
     write_json(path, {"a": float("nan"), "b": [np.float32("inf"), 1.5], "c": np.array([-np.inf, 2.0])})

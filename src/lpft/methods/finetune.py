@@ -30,8 +30,8 @@ from ..model import Classifier, extract
 class TrainingDiverged(ConfigError):
     """The loss became NaN or infinite: the run stops (no metrics, no NaN written) and names the step."""
 
-    def __init__(self, epoch: int, step: int, loss: float):
-        super().__init__(f"training diverged at epoch {epoch}, step {step}: loss {loss} — lower --lr")
+    def __init__(self, epoch: int, step: int, value: float, what: str = "loss"):
+        super().__init__(f"training diverged at epoch {epoch}, step {step}: {what} {value} — lower --lr")
 
 
 @dataclass
@@ -120,6 +120,8 @@ def finetune(clf: Classifier, train: Encoded, validation: Encoded, *, epochs: in
                 result.steps.append(_step_record(clf, step, losses[-1], logits))
                 bar.set_postfix(loss=f"{np.mean(losses[-log_every:]):.4f}")
         val_feats, val_logits = extract(clf, validation, eval_batch_size, logits=True)
+        if not np.isfinite(val_logits).all():  # the epoch's last update broke the weights after a finite loss
+            raise TrainingDiverged(epoch + 1, step, float(val_logits[~np.isfinite(val_logits)][0]), "validation logit")
         primary, metrics = evaluate(val_logits, validation.labels)
         w, b = clf.head_norms()
         result.history.append({
