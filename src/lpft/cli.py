@@ -58,9 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     from .config import ConfigError
     from .data.base import DataError
-    from .model import ModelError
+    from .model import ModelError, resolve_device
 
     try:
+        if hasattr(args, "device"):  # one device rule for every command, checked before any work
+            args.device = resolve_device(args.device)
         return int(importlib.import_module(args._module).run(args) or 0)
     except (ConfigError, DataError, ModelError) as err:
         print(f"lpft: error: {err}", file=sys.stderr)

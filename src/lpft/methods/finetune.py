@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ..data.batching import Encoded, iterate, train_batches
 from ..io import atomic_path, load_tensors, read_json, save_tensors, write_json
-from ..model import Classifier, extract
+from ..model import Classifier, autocast, extract
 
 
 @dataclass
@@ -70,12 +70,14 @@ def _step_record(clf: Classifier, step: int, loss: float, logits: torch.Tensor) 
 def finetune(clf: Classifier, train: Encoded, validation: Encoded, *, epochs: int, batch_size: int, lr: float,
              seed: int, evaluate: Callable[[np.ndarray, np.ndarray], tuple[float, dict]], state_dir: Path,
              weight_decay: float = 0.0, log_every: int = 10, eval_batch_size: int = 64,
-             desc: str = "fine-tune", on_epoch_end: Callable[[int, Classifier], None] | None = None
-             ) -> FinetuneResult:
+             desc: str = "fine-tune", on_epoch_end: Callable[[int, Classifier], None] | None = None,
+             precision: str = "fp32") -> FinetuneResult:
     """Train ``clf`` in place; on return it holds the best epoch's weights.
 
     ``evaluate(logits, labels) -> (primary metric, metrics dict)`` scores the validation set after every epoch.
     ``state_dir`` holds the resume state; it is removed once training has finished.
+    ``precision="bf16"`` runs the forward passes (training and validation) under bf16 autocast; the loss, the
+    gradients' parameters and the optimiser stay fp32.
     """
     state_dir = Path(state_dir)
     device = next(clf.parameters()).device
@@ -98,8 +100,9 @@ def finetune(clf: Classifier, train: Encoded, validation: Encoded, *, epochs: in
         for _, batch in bar:
             batch = {k: v.to(device) for k, v in batch.items()}
             labels = batch.pop("labels")
-            logits = clf(**batch)
-            loss = F.cross_entropy(logits, labels)
+            with autocast(device, precision):
+                logits = clf(**batch)
+            loss = F.cross_entropy(logits.float(), labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -109,7 +112,7 @@ def finetune(clf: Classifier, train: Encoded, validation: Encoded, *, epochs: in
             if step % log_every == 0 or step == 1:
                 result.steps.append(_step_record(clf, step, losses[-1], logits))
                 bar.set_postfix(loss=f"{np.mean(losses[-log_every:]):.4f}")
-        val_feats, val_logits = extract(clf, validation, eval_batch_size, logits=True)
+        val_feats, val_logits = extract(clf, validation, eval_batch_size, logits=True, precision=precision)
         primary, metrics = evaluate(val_logits, validation.labels)
         w, b = clf.head_norms()
         result.history.append({
