@@ -166,7 +166,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gpu_check.py: error: --data-dir {args.data_dir} has no CB and MRPC folders", file=sys.stderr)
         return 2
 
-    os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from lpft.cli import _quiet_libraries
 
