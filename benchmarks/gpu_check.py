@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
 
     on_gpu = args.device == "cuda"
     if on_gpu and not torch.cuda.is_available():
-        why = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}, no GPU visible"
+        why = ("a CPU-only build" if torch.version.cuda is None
+               else f"built for CUDA {torch.version.cuda}, with no GPU visible")
         print(f"gpu_check.py: error: needs a CUDA GPU; torch {torch.__version__} here is {why}. Run it on a GPU "
               "machine (CPU figures: benchmarks/compare.py, ntk.py, train_throughput.py).", file=sys.stderr)
         return 2

@@ -101,7 +101,8 @@ class RunConfig:
 
     # numerical precision (changes the numbers, so it is part of the run key)
     precision: str = "fp32"
-    """fp32, or bf16: bfloat16 autocast for training and feature extraction (weights and optimizer stay fp32; the eNTK is always fp32/fp64)"""
+    """fp32, or bf16: bfloat16 autocast for training and feature extraction (weights and optimizer stay fp32;
+    the eNTK is always fp32/fp64)"""
 
     def resolved(self) -> "RunConfig":
         """A copy with every default filled in; raises ConfigError naming a bad option."""

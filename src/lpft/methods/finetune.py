@@ -77,7 +77,7 @@ def finetune(clf: Classifier, train: Encoded, validation: Encoded, *, epochs: in
     ``evaluate(logits, labels) -> (primary metric, metrics dict)`` scores the validation set after every epoch.
     ``state_dir`` holds the resume state; it is removed once training has finished.
     ``precision="bf16"`` runs the forward passes (training and validation) under bf16 autocast; the loss, the
-    gradients' parameters and the optimiser stay fp32.
+    parameters, their gradients and the optimiser state stay fp32.
     """
     state_dir = Path(state_dir)
     device = next(clf.parameters()).device

@@ -51,7 +51,9 @@ def pretrained_features(clf: Classifier, model_name: str, enc: Encoded, cache_di
     Concurrent processes that need the same entry compute it once (the others wait for it, ``lpft.locks``).
     bf16 features are cached under their own name: they differ from fp32 ones in the low bits.
     """
-    compute = lambda: extract(clf, enc, batch_size, desc=desc, precision=precision)  # noqa: E731
+    def compute() -> np.ndarray:
+        return extract(clf, enc, batch_size, desc=desc, precision=precision)
+
     if cache_dir is None:
         return compute()
     suffix = "" if precision == "fp32" else f"-{precision}"
