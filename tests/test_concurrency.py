@@ -84,7 +84,9 @@ def test_two_processes_on_one_run_train_once(delay, polarity_csv, tiny_bert_dir,
                                   method="ft", epochs=3, batch_size=8, lr=1e-3, max_length=16).resolved(), out)
     assert {p.name for p in folder.iterdir()} == FINISHED_RUN  # no state/, no lock, no temporary file
     assert not [p for p in folder.rglob(".*")]
-    assert lock_path(folder).exists() and lock_path(folder).parent == folder.parent
+    assert [p.name for p in folder.parent.iterdir()] == [folder.name]  # the method folder lists only the run
+    assert lock_path(folder, out) == out / ".locks" / "files" / "ft" / f"{folder.name}.lock"
+    assert lock_path(folder, out).exists()
 
 
 def test_lock_of_a_killed_process_does_not_block(polarity_csv, tiny_bert_dir, tmp_path, capsys):
@@ -99,7 +101,7 @@ def test_lock_of_a_killed_process_does_not_block(polarity_csv, tiny_bert_dir, tm
                     batch_size=8, lr=1e-3, max_length=16)
     folder = run_folder(cfg.resolved(), out)
     assert (folder / "state" / "progress.json").exists() and not (folder / "metrics.json").exists()
-    with FileLock(str(lock_path(folder))).acquire(timeout=10):  # free at once: the lock died with its holder
+    with FileLock(str(lock_path(folder, out))).acquire(timeout=10):  # free at once: the lock died with its holder
         pass
     assert train(cfg, out=out, cache_dir=tmp_path / "cache", device="cpu") == folder
     printed = capsys.readouterr().out
@@ -152,6 +154,27 @@ def test_compute_once_computes_a_cache_entry_once_across_concurrent_callers(tmp_
     assert len(calls) == 1 and len(results) == 2
     assert all(np.array_equal(r, np.arange(4.0)) for r in results)
     assert np.array_equal(compute_once(path, lambda: 1 / 0, np.load, None), np.arange(4.0))  # cached: no compute
+
+
+def test_lock_path_under_a_root_or_beside():
+    out = Path("runs")
+    assert lock_path(out / "cb" / "ft" / "m-seed0-abc", out) == Path("runs/.locks/cb/ft/m-seed0-abc.lock")
+    assert lock_path(Path("cache/features/k.npy")) == Path("cache/features/.k.npy.lock")
+    assert lock_path(Path("elsewhere/x"), out) == Path("elsewhere/.x.lock")  # not under the root: beside
+
+
+def test_failed_start_leaves_no_lock_behind(polarity_csv, tmp_path, monkeypatch):
+    """Bad model weights surface after the lock is taken: the error must still leave nothing in --out."""
+    import lpft.runs as runs
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("weights unreadable")
+
+    monkeypatch.setattr(runs, "start_of_fine_tuning", broken)
+    cfg = RunConfig(task="files", train_file=str(polarity_csv), method="ft", epochs=1, max_length=16)
+    with pytest.raises(RuntimeError, match="weights unreadable"):
+        train(cfg, out=tmp_path / "runs", cache_dir=None, device="cpu")
+    assert not (tmp_path / "runs").exists()
 
 
 def test_lock_is_not_held_after_an_error(tmp_path):

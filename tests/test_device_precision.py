@@ -125,7 +125,7 @@ def test_entk_ignores_precision(polarity_csv, tiny_bert_dir, tmp_path, capsys):
                      "--model", str(tiny_bert_dir), "--method", "ft", "--max-length", "16", "--n-train", "6",
                      "--n-test", "4", "--no-predict", "--precision", precision, "--out", str(out),
                      "--cache-dir", "none", "--device", "cpu"]) == 0
-        (folder,) = [p for p in (out / "files" / "ntk").iterdir() if p.is_dir()]
+        (folder,) = (out / "files" / "ntk").iterdir()
         kernels[precision] = {name: np.load(folder / f"{name}.npy") for name in ("P_train", "F_train", "F_test")}
     capsys.readouterr()
     for name, value in kernels["fp32"].items():

@@ -2,14 +2,15 @@
 
 Two ``lpft`` processes (or study workers) on the same run folder, the same feature / probe cache entry or the same
 eNTK folder must not compute it twice or trample each other's files: the second one waits for the first, then
-reuses its result. The lock is an operating-system ``flock`` on a small hidden file *beside* the protected path
-(``.<name>.lock`` in the same folder), taken through :mod:`filelock`:
+reuses its result. The lock is an operating-system ``flock`` on a small lock file, taken through :mod:`filelock`:
 
 * it dies with its holder: a process killed by ``SIGKILL``, an out-of-memory kill or a crashed machine's local
   process releases it with its open files, so a killed run never blocks the next one (which then resumes it);
-* it sits beside, not inside, the protected folder: a finished run folder holds only results. The empty lock file
-  stays after release on purpose: deleting it would let a waiter lock an unlinked file while a newcomer locks a
-  fresh one, and both would proceed.
+* it lives outside the protected folder: run folders and eNTK folders are locked through
+  ``<out>/.locks/<task>/<method>/<name>.lock`` (the ``root`` form of :func:`lock_path`), so a finished run folder
+  holds only results and ``<out>/<task>/<method>/`` lists only run folders; a cache entry ``<dir>/<file>`` is locked
+  through the hidden ``<dir>/.<file>.lock`` beside it. An empty lock file stays after release on purpose: deleting
+  it would let a waiter lock an unlinked file while a newcomer locks a fresh one, and both would proceed.
 
 Shared folders on a cluster: ``flock`` works across machines on NFSv4 and on NFSv3 with ``lockd`` (Linux clients
 map it to NFS byte-range locks), and on Lustre / BeeGFS only when mounted with flock support (Lustre ``-o flock``).
@@ -29,22 +30,33 @@ from filelock import FileLock, Timeout
 T = TypeVar("T")
 
 
-def lock_path(path: str | Path) -> Path:
-    """The lock file guarding ``path`` (a file or a folder): ``.<name>.lock`` beside it."""
+def lock_path(path: str | Path, root: str | Path | None = None) -> Path:
+    """The lock file guarding ``path`` (a file or a folder).
+
+    With ``root`` (a folder above ``path``): ``<root>/.locks/<path relative to root>.lock``, out of the way of
+    anything that lists ``path``'s folder. Without (or when ``path`` is not under ``root``): ``.<name>.lock``
+    beside ``path``.
+    """
     path = Path(path)
+    if root is not None:
+        try:
+            return Path(root) / ".locks" / f"{path.relative_to(root)}.lock"
+        except ValueError:
+            pass
     return path.parent / f".{path.name}.lock"
 
 
 @contextmanager
-def exclusive(path: str | Path, waiting: str | None = None,
-              notify: Callable[[str], None] | None = None) -> Iterator[None]:
-    """Hold the lock of ``path`` for the ``with`` block; wait (without limit) while another process holds it.
+def exclusive(path: str | Path, waiting: str | None = None, notify: Callable[[str], None] | None = None,
+              root: str | Path | None = None) -> Iterator[None]:
+    """Hold the lock of ``path`` (see :func:`lock_path` for ``root``) for the ``with`` block; wait (without limit)
+    while another process holds it.
 
     ``waiting`` is printed once, through ``notify`` (default ``tqdm.write``: one line, progress bars intact), when
     the lock is busy. The lock is not re-entrant across ``exclusive`` calls on the same path in one process (that
     would wait for itself), so take each lock in one place only.
     """
-    target = lock_path(path)
+    target = lock_path(path, root)
     target.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(target))
     try:

@@ -162,15 +162,16 @@ def train(cfg: RunConfig, out: str | Path = "runs", data_dir: str | None = None,
     cache = resolve_cache(cache_dir)
     started = time.perf_counter()
     prep = prepare(cfg, data_dir)  # bad data or tokenizer: an error before anything is written
-    created = [d for d in (folder.parent, *folder.parent.parents) if not d.exists()]
+    lock = lock_path(folder, root=out)
+    created = [d for d in (lock.parent, *lock.parent.parents) if not d.exists()]
     try:
-        with exclusive(folder, f"waiting for another process training {folder}"):
+        with exclusive(folder, f"waiting for another process training {folder}", root=out):
             if (folder / "metrics.json").exists():  # the process we waited for finished it
                 return _reuse(folder, cfg, data_dir)
             return _train_locked(cfg, prep, folder, cache, device, started)
     except BaseException:
         if created and not folder.exists():  # failed before writing anything (e.g. model weights): leave no trace
-            lock_path(folder).unlink(missing_ok=True)
+            lock.unlink(missing_ok=True)
             for d in created:
                 try:
                     d.rmdir()

@@ -20,7 +20,7 @@ def ntk_args(csv, model, out, *extra):
 
 
 def only_folder(out):
-    folders = [p for p in (out / "files" / "ntk").iterdir() if p.is_dir()]  # not the .lock files beside them
+    folders = list((out / "files" / "ntk").iterdir())
     assert len(folders) == 1
     return folders[0]
 

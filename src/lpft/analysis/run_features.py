@@ -25,7 +25,6 @@ from ..data import DataError, Example, fingerprint
 from ..data.batching import Encoded, encode
 from ..io import load_array, save_array
 from ..methods.lp import encoded_fingerprint, pretrained_features
-from ..locks import compute_once
 from ..model import extract, load_tokenizer, resolve_device
 from ..runs import RunRecord, load_task
 from .features import feature_statistics
@@ -87,18 +86,19 @@ def run_features(record: RunRecord, eval_set: EvalSet, stage: str = "trained", c
     if stage == "trained" and record.config.method == "lp":
         stage = "pretrained"
     path = _cache_path(record, stage, eval_set)
+    if path.exists():
+        return load_array(path)
     batch_size = batch_size or record.config.eval_batch_size
     precision = record.config.precision  # the run's own: bf16 runs are analysed with bf16 features
     desc = f"{stage} features {eval_set.name}"
-
-    def compute() -> np.ndarray:
-        device_ = resolve_device(device)
-        if stage == "pretrained":
-            return pretrained_features(record.pretrained().to(device_), record.config.model, eval_set.encoded,
-                                       cache_dir, batch_size, desc, precision)
-        return extract(record.classifier().to(device_), eval_set.encoded, batch_size, desc=desc, precision=precision)
-
-    return compute_once(path, compute, load_array, save_array, what=f"{stage} features of {eval_set.name}")
+    device = resolve_device(device)
+    if stage == "pretrained":
+        feats = pretrained_features(record.pretrained().to(device), record.config.model, eval_set.encoded,
+                                    cache_dir, batch_size, desc, precision)
+    else:
+        feats = extract(record.classifier().to(device), eval_set.encoded, batch_size, desc=desc, precision=precision)
+    save_array(path, feats)  # atomic; no lock, so nothing but results ever lands in a run folder
+    return feats
 
 
 def final_head(record: RunRecord) -> tuple[np.ndarray, np.ndarray]:

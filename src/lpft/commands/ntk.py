@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
         k = compute_kernels_to_dir(
             clf, train, test, folder, train_indices=train_idx, test_indices=test_idx,
             memory_budget=args.memory_budget or DEFAULT_MEMORY_BUDGET, embedding_fraction=args.embedding_fraction,
-            seed=cfg.seed, progress=lambda d, t, name: print(f"  kernel group {d}/{t}: {name}", flush=True))
+            seed=cfg.seed, progress=lambda d, t, name: print(f"  kernel group {d}/{t}: {name}", flush=True),
+            lock_root=args.out)
     except ValueError as err:  # another model / sample set / options in that folder
         raise ConfigError(f"{err} (or pass another --out)") from None
 
