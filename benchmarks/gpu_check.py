@@ -1,7 +1,8 @@
 """GPU check: the CB compare at full scale, the eNTK at N = 250 and the training / extraction throughput, timed.
 
-    python benchmarks/gpu_check.py                          # full: about 10 min on one recent GPU (see README)
-    python benchmarks/gpu_check.py --quick                  # a reduced scale: about 2 min
+    python benchmarks/gpu_check.py                          # full scale
+    python benchmarks/gpu_check.py --quick                  # a reduced scale, to check a machine
+    python benchmarks/gpu_check.py --only ntk,throughput    # a subset of the steps
     python benchmarks/gpu_check.py --dry-run                # print the plan (works without a GPU)
 
 Needs a CUDA GPU (it refuses with exit status 2 on a machine without one: CPU figures come from the other
@@ -47,24 +48,27 @@ def plan(args: argparse.Namespace, work: Path) -> list[dict]:
     methods, seeds, epochs = ("lp,lp-ft", "1", 2) if args.quick else (METHODS, "1,2,3", 10)
     n = 64 if args.quick else 250
     steps = [
-        {"name": "CB compare" + (" (quick)" if args.quick else " (full scale)"),
+        {"name": "CB compare" + (" (quick)" if args.quick else " (full scale)"), "group": "compare",
          "setting": f"{methods.count(',') + 1} methods x {seeds.count(',') + 1} seeds x {epochs} epochs, "
                     f"{args.precision}",
          "lpft": ["compare", "--task", "cb", "--methods", methods, "--seeds", seeds, "--epochs", str(epochs),
                   "--precision", args.precision, "--out", str(work / "runs"), "--report", str(work / "report"),
                   *data, *cache]},
-        {"name": f"eNTK N = {n}", "setting": f"cb, lp-ft, {n} train x {n} test (capped by the split), fp32/fp64",
+        {"name": f"eNTK N = {n}", "group": "ntk", "setting": f"cb, lp-ft, {n} train x {n} test (capped by the split), fp32/fp64",
          "lpft": ["ntk", "--task", "cb", "--method", "lp-ft", "--n-train", str(n), "--n-test", str(n),
                   "--out", str(work / "ntk"), *data, *cache]},
     ]
     count = 128 if args.quick else args.throughput_examples
     for precision in ("fp32", "bf16"):
-        steps.append({"name": f"FT throughput {precision}", "kind": "finetune", "precision": precision,
+        steps.append({"name": f"FT throughput {precision}", "group": "throughput", "kind": "finetune",
+                      "precision": precision,
                       "setting": f"mrpc, {count} examples, batch {args.batch_size}, max length 128",
                       "examples": count})
-        steps.append({"name": f"extraction throughput {precision}", "kind": "extract", "precision": precision,
+        steps.append({"name": f"extraction throughput {precision}", "group": "throughput", "kind": "extract",
+                      "precision": precision,
                       "setting": f"mrpc, {count} examples, batch 64, max length 128", "examples": count})
-    return steps
+    only = set(args.only.split(",")) if args.only else None
+    return [step for step in steps if only is None or step["group"] in only]
 
 
 def _cli_step(step: dict, log: Path) -> dict:
@@ -143,10 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--throughput-examples", type=int, default=1024, help="MRPC examples for throughput")
     parser.add_argument("--batch-size", type=int, default=16, help="training batch size for throughput")
     parser.add_argument("--out", type=Path, default=None, help="folder for logs and gpu_check.json (default: temp)")
+    parser.add_argument("--only", default=None, help="comma-separated subset of compare, ntk, throughput")
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit (no GPU needed)")
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
                         help="cpu only to check the script itself (slow; the figures are not GPU figures)")
     args = parser.parse_args(argv)
+    if args.only and not set(args.only.split(",")) <= {"compare", "ntk", "throughput"}:
+        parser.error(f"--only {args.only!r}: expected a comma-separated subset of compare, ntk, throughput")
 
     if args.dry_run:
         for step in plan(args, args.out or Path(tempfile.gettempdir()) / "lpft-gpu-check-XXXX"):
