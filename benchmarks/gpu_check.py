@@ -211,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     header = ["check", "setting", "seconds", "ex/s", "peak GPU GiB", "status"]
     table = [header] + [[r["check"], r["setting"], f"{r['seconds']:.1f}",
                          f"{r['examples_per_second']:.0f}" if "examples_per_second" in r else "",
-                         f"{r['peak_gpu_gib']:.2f}", r["status"]] for r in rows]
+                         f"{r['peak_gpu_gib']:.2f}" if on_gpu else "-", r["status"]] for r in rows]
     widths = [max(len(row[c]) for row in table) for c in range(len(header))]
     print()
     for k, row in enumerate(table):
