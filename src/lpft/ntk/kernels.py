@@ -195,7 +195,7 @@ def _compute_kernels_locked(clf, train, test, folder: Path, train_indices, test_
                 K, meta["done"] = st["K"], int(st["done"])
 
     def save_meta() -> None:
-        _atomic(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+        _atomic(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1, allow_nan=False)))
 
     save_meta()
     total = len(engine.group_names)
