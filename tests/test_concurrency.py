@@ -76,7 +76,7 @@ def test_two_processes_on_one_run_train_once(delay, polarity_csv, tiny_bert_dir,
     assert codes == [0, 0], outputs
     assert contended, outputs
     waited = [o for o in outputs if WAITING in o]
-    trained = [o for o in outputs if "FT epoch 3/3" in o]
+    trained = [o for o in outputs if " epoch 3/3: train loss" in o]
     assert len(waited) == 1 and len(trained) == 1 and waited[0] is not trained[0], outputs
     assert "reusing finished run" in waited[0] and "reusing" not in trained[0]
     assert metrics_table(outputs[0]) == metrics_table(outputs[1])
