@@ -16,7 +16,8 @@ from .train import cache_arg, format_table
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs", help="folder searched (recursively) for run folders, compare and "
                                                       "norm-sweep reports, evaluate folders and eNTK folders")
-    parser.add_argument("--tasks", default=None, help="comma-separated tasks to test (default: every task found)")
+    parser.add_argument("--tasks", default=None, help="comma-separated tasks to test (default: every task found); a task without data is listed "
+                             "with the commands that produce it")
     parser.add_argument("--report", default=None, help="report folder, replaced whole; unset: <out>/claims")
     parser.add_argument("--data-dir", default=None,
                         help="benchmark files for claim 3's LP norm path (it re-reads the train split)")
@@ -31,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..config import ConfigError
+    from ..data import canonical_name
     from ..methods.lp import default_cache_dir
     from ..report.claims import compute, summary_rows, write_report
 
@@ -40,13 +42,14 @@ def run(args: argparse.Namespace) -> int:
                           "`norm-sweep` / `ntk` wrote into")
     if args.gd_steps < 1:
         raise ConfigError(f"--gd-steps must be >= 1, got {args.gd_steps}")
-    tasks = [t.lower() for t in parse_list(args.tasks, "--tasks", what="a task")] if args.tasks else None
+    # a named task without data gets a "no data (run: ...)" row per claim, so a typo must not pass silently
+    tasks = [t.lower() if t.lower() == "files" else canonical_name(t)
+             for t in parse_list(args.tasks, "--tasks", what="a task")] if args.tasks else None
     cache = cache_arg(args.cache_dir)
     cache = default_cache_dir() if cache == "default" else (Path(cache) if cache else None)
     result = compute(out, tasks, args.data_dir, cache, lp_path=args.lp_path, gd_steps=args.gd_steps)
     if not result["tasks"]:
-        raise ConfigError(f"--out {args.out!r}: no finished run, norm sweep or eNTK folder found"
-                          + (f" for task(s) {', '.join(tasks)}" if tasks else ""))
+        raise ConfigError(f"--out {args.out!r}: no finished run, norm sweep or eNTK folder found")
     report = write_report(Path(args.report or out / "claims"), result, out)
     print(format_table([["claim", "task", "verdict"]] + summary_rows(result)))
     print(f"report: {report / 'claims.md'}")

@@ -19,6 +19,7 @@ e.g. ``cb (epochs=3)``. The report folder holds ``claims.md``, ``claims.csv`` (o
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -97,8 +98,17 @@ def _float(x):
 
 
 def find_runs(out: Path) -> list[RunRecord]:
-    """Every finished run folder under ``out`` (a folder with ``metrics.json`` and ``config.json``)."""
-    return [RunRecord(p.parent) for p in sorted(out.rglob("metrics.json")) if (p.parent / "config.json").is_file()]
+    """Every finished run folder under ``out`` (a folder with ``metrics.json`` and a run's ``config.json``)."""
+    found = []
+    for p in sorted(out.rglob("metrics.json")):
+        config = p.parent / "config.json"
+        if config.is_file() and "config" in json.loads(config.read_text()):
+            found.append(RunRecord(p.parent))
+    return found
+
+
+def _config(record: RunRecord) -> dict:
+    return dataclasses.asdict(record.config)
 
 
 def feature_rows(out: Path) -> dict[str, dict]:
@@ -126,7 +136,7 @@ def run_rows(records: list[RunRecord], labeller: Labeller, features: dict[str, d
 
     rows = []
     for record in tqdm(records, desc="claims: runs", unit="run", disable=len(records) < 10):
-        cfg = record.data["config"]
+        cfg = _config(record)
         if cfg.get("head_norm") is not None or cfg.get("head_scale") is not None:
             continue
         primary = record.data["metrics"][0]
@@ -228,7 +238,7 @@ def lp_paths(records: list[RunRecord], labeller: Labeller, data_dir, cache_dir, 
 
     done, rows, results = set(), [], {}
     for record in records:
-        cfg = record.data["config"]
+        cfg = _config(record)
         label = labeller.label(cfg)
         if label in done or cfg["method"] not in ("lp", "lp-ft", "lp-lora") or cfg.get("head_norm") is not None \
                 or cfg.get("head_scale") is not None:
@@ -261,11 +271,11 @@ def compute(out: Path, tasks: list[str] | None = None, data_dir=None, cache_dir=
     """Everything the report shows, as plain rows (see the module docstring)."""
     records = find_runs(out)
     if tasks:
-        records = [r for r in records if r.data["config"]["task"] in tasks]
+        records = [r for r in records if _config(r)["task"] in tasks]
     labeller = Labeller()
     for r in records:
-        if r.data["config"].get("head_norm") is None and r.data["config"].get("head_scale") is None:
-            labeller.add(r.data["config"])
+        if _config(r).get("head_norm") is None and _config(r).get("head_scale") is None:
+            labeller.add(_config(r))
     runs = run_rows(records, labeller, feature_rows(out))
     folders = [(f, s) for f, s in ntk_folders(out) if not tasks or s["task"] in tasks]
     sweeps = [r for r in sweep_rows(out) if not tasks or r["task"] in tasks]
@@ -279,8 +289,12 @@ def compute(out: Path, tasks: list[str] | None = None, data_dir=None, cache_dir=
                                    + [r["task"] for r in sgd] + list(tasks or [])))
 
     def add(claim, results: list, names_if_empty: list[tuple[str, object]]):
+        """The claim's statistics (those without data name their command); a task with none gets placeholders."""
         have = {s.task for s in results if s.interval.n > 0}
-        stats.extend(s.row() for s in results if s.interval.n > 0)
+        for s in results:
+            if s.task in have:
+                stats.append(s.row() if s.interval.n > 0 else
+                             {**_no_data(claim, s.task, s.name, names_if_empty[0][1]), "paper": s.paper})
         for task in all_tasks:
             if task not in have:
                 stats.extend(_no_data(claim, task, name, key) for name, key in names_if_empty)
