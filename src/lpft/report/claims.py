@@ -102,8 +102,11 @@ def find_runs(out: Path) -> list[RunRecord]:
     found = []
     for p in sorted(out.rglob("metrics.json")):
         config = p.parent / "config.json"
-        if config.is_file() and "config" in json.loads(config.read_text()):
-            found.append(RunRecord(p.parent))
+        try:
+            if config.is_file() and "config" in json.loads(config.read_text()):
+                found.append(RunRecord(p.parent))
+        except (TypeError, ValueError, KeyError, OSError) as err:  # e.g. written by another lpft version
+            tqdm.write(f"lpft claims: skipped {p.parent}: {type(err).__name__}: {err}")
     return found
 
 
@@ -424,6 +427,8 @@ def plot_lp_path(results: dict, path: Path) -> Path:
 
 def plot_norm_curves(adamw: list[dict], sgd: list[dict], path: Path) -> Path:
     """Claim 5: feature change against the start head norm, one line per (task, method, seed); AdamW | SGD."""
+    from matplotlib.ticker import NullFormatter
+
     from ..analysis._figures import new_figure, save_png
     from .plots import METHOD_COLORS
 
@@ -442,6 +447,7 @@ def plot_norm_curves(adamw: list[dict], sgd: list[dict], path: Path) -> Path:
                     color=METHOD_COLORS.get(method, "C7"), alpha=0.8, label=None if label in labelled else label)
             labelled.add(label)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide on a short log range
         ax.set(xlabel="head norm ||V||_F at the start of FT", ylabel=ylabel, title=name)
         ax.grid(alpha=0.3)
         if curves:
