@@ -118,6 +118,8 @@ def feature_rows(out: Path) -> dict[str, dict]:
     """resolved run folder -> {diff, cs, ood: {set: metric fraction}} from compare reports and evaluate folders."""
     found: dict[str, dict] = {}
     for path in sorted(out.rglob("runs.csv")):
+        if (path.parent / "claims.md").exists():  # an earlier claims report: our own output, not a source
+            continue
         for row in _read_csv(path):
             if row.get("folder") and row.get("diff") not in (None, ""):
                 entry = found.setdefault(str(Path(row["folder"]).resolve()), {})
