@@ -16,8 +16,9 @@ from .train import cache_arg, format_table
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs", help="folder searched (recursively) for run folders, compare and "
                                                       "norm-sweep reports, evaluate folders and eNTK folders")
-    parser.add_argument("--tasks", default=None, help="comma-separated tasks to test (default: every task found); a task without data is listed "
-                             "with the commands that produce it")
+    parser.add_argument("--tasks", default=None,
+                        help="comma-separated tasks to test (default: every task found); a task without data is "
+                             "listed with the commands that produce it")
     parser.add_argument("--report", default=None, help="report folder, replaced whole; unset: <out>/claims")
     parser.add_argument("--data-dir", default=None,
                         help="benchmark files for claim 3's LP norm path (it re-reads the train split)")

@@ -259,8 +259,9 @@ def lp_paths(records: list[RunRecord], labeller: Labeller, data_dir, cache_dir, 
         results[label] = res
         rows += [{"task": label, "seed": cfg["seed"], "kind": "L2 probe", "C": p["C"], "norm": p["norm"],
                   "chosen": p["C"] == res["chosen_C"]} for p in res["path"]]
-        rows.append({"task": label, "seed": cfg["seed"], "kind": f"GD, C={res['gd']['C']:g}, {res['gd']['steps']} steps",
-                     "C": res["gd"]["C"], "norm": res["gd"]["norm"], "chosen": False})
+        gd = res["gd"]
+        rows.append({"task": label, "seed": cfg["seed"], "kind": f"GD, C={gd['C']:g}, {gd['steps']} steps",
+                     "C": gd["C"], "norm": gd["norm"], "chosen": False})
     return rows, results
 
 
