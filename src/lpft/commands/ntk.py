@@ -82,7 +82,7 @@ class KernelProgress:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io import write_json
+    from ..io import check_writable_folder, write_json
     from ..ntk import compute_kernels_to_dir, frobenius_norm, ft_ratio, kernel_regression, numerical_rank, residuals
     from ..ntk.gradients import DEFAULT_MEMORY_BUDGET
     from ..ntk.report import PAPER_CB, make_plots, summary_markdown
@@ -102,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
     if args.memory_budget is not None and args.memory_budget <= 0:
         raise ConfigError(f"--memory-budget must be > 0, got {args.memory_budget}")
 
+    check_writable_folder(args.out, "--out")
+    if cache_arg(args.cache_dir) not in (None, "default"):
+        check_writable_folder(args.cache_dir, "--cache-dir")
     prep = prepare(cfg, args.data_dir)
     train_idx = list(range(min(args.n_train, len(prep.splits["train"]))))
     test_idx = list(range(min(args.n_test, len(prep.splits["test"]))))
