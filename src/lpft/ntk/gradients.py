@@ -14,8 +14,8 @@ How the work is organised, and why:
   stage called once, outputs feeding the next stage, every trainable parameter inside exactly one stage); a
   backbone that fails the check is one stage, run sample by sample (exact, slower). See :mod:`.stages`.
 * **Factored modules.** For ``nn.Linear`` (and GPT-2's ``Conv1D``) and ``nn.Embedding`` the per-sample weight
-  gradient is ``sum_t delta_t a_t^T``: the cotangent at the module output (got by adding a zero *probe* to the output and
-  differentiating w.r.t. it) times the module input. Storing ``(a, delta)`` instead of dense gradients lets a big
+  gradient is ``sum_t delta_t a_t^T``: the cotangent at the module output (got by adding a zero *probe* to the
+  output and differentiating w.r.t. it) times the module input. Storing ``(a, delta)`` instead of dense gradients lets a big
   weight be cut into blocks of output rows without re-running anything, and keeps embedding gradients sparse in
   the token ids: the word-embedding block of the kernel is a sum over the ids two samples share, with no dense
   ``vocab x h`` gradient ever formed. See :mod:`.blocks`.
