@@ -64,13 +64,13 @@ def predict_proba(texts, pairs=None, calibrated=False):
     batch = tokenizer(texts, pairs, truncation=True, max_length=meta["max_length"], padding=True,
                       return_tensors="pt")
     hidden = model(**batch).last_hidden_state
-    mask = batch["attention_mask"]
-    if meta["pooling"] == "first":
-        phi = hidden[:, 0]
-    elif meta["pooling"] == "mean":
+    mask, rows = batch["attention_mask"], torch.arange(len(hidden))
+    if meta["pooling"] == "mean":
         phi = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
-    else:  # "last": the last non-padding token, whichever side the tokenizer pads
-        phi = hidden[torch.arange(len(hidden)), (mask * torch.arange(mask.shape[1])).argmax(1)]
+    elif meta["pooling"] == "first":  # the first non-padding token, whichever side the tokenizer pads
+        phi = hidden[rows, mask.argmax(1)]
+    else:  # "last": the last non-padding token
+        phi = hidden[rows, (mask * torch.arange(mask.shape[1])).argmax(1)]
     logits = phi @ head["weight"].T + head["bias"]
     return torch.softmax(logits / (meta["temperature"] if calibrated else 1.0), dim=-1)
 '''

@@ -21,6 +21,7 @@ from scipy.special import softmax
 from tqdm.auto import tqdm
 
 from ..analysis.calibration import fit_temperature
+from ..analysis.run_features import head_logits
 from ..data import Example
 from ..data.batching import encode
 from ..model import extract, load_tokenizer
@@ -122,10 +123,9 @@ class Predictor:
         return np.concatenate(parts)
 
     def _head(self, feats: np.ndarray) -> np.ndarray:
-        # in float64, as the analyses do (run_features.head_logits): an LP head's large weights lose ~1e-6 in float32
-        weight = self.model.head.weight.detach().cpu().double().numpy()
-        bias = self.model.head.bias.detach().cpu().double().numpy()
-        return feats.astype(np.float64) @ weight.T + bias
+        # the run's final head in float64, as its saved logits and the analyses have it: an LP head is solved in
+        # float64 and its weights can be large enough that a float32 copy moves probabilities by ~1e-6
+        return head_logits(self.record, feats)
 
     def logits(self, texts: Sequence[Text]) -> np.ndarray:
         """Logits (N, C), float64, in input order."""
