@@ -64,13 +64,12 @@ def predict_proba(texts, pairs=None, calibrated=False):
     batch = tokenizer(texts, pairs, truncation=True, max_length=meta["max_length"], padding=True,
                       return_tensors="pt")
     hidden = model(**batch).last_hidden_state
-    mask, rows = batch["attention_mask"], torch.arange(len(hidden))
+    mask = batch["attention_mask"]
     if meta["pooling"] == "mean":
         phi = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
-    elif meta["pooling"] == "first":  # the first non-padding token, whichever side the tokenizer pads
-        phi = hidden[rows, mask.argmax(1)]
-    else:  # "last": the last non-padding token
-        phi = hidden[rows, (mask * torch.arange(mask.shape[1])).argmax(1)]
+    else:  # the first or the last non-padding token, whichever side the tokenizer pads
+        at = mask.argmax(1) if meta["pooling"] == "first" else (mask * torch.arange(mask.shape[1])).argmax(1)
+        phi = hidden[torch.arange(len(hidden)), at]
     logits = phi @ head["weight"].T + head["bias"]
     return torch.softmax(logits / (meta["temperature"] if calibrated else 1.0), dim=-1)
 '''
