@@ -21,7 +21,7 @@ from scipy.special import softmax
 from tqdm.auto import tqdm
 
 from ..analysis.calibration import fit_temperature
-from ..analysis.run_features import head_logits
+from ..analysis.run_features import final_head
 from ..data import Example
 from ..data.batching import encode
 from ..model import extract, load_tokenizer
@@ -76,7 +76,7 @@ class Predictor:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be > 0, got {self.batch_size}")
         self.progress = progress
-        self._model = self._tokenizer = self._temperature = None
+        self._model = self._tokenizer = self._temperature = self._final_head = None
 
     def __repr__(self) -> str:
         c = self.config
@@ -125,7 +125,10 @@ class Predictor:
     def _head(self, feats: np.ndarray) -> np.ndarray:
         # the run's final head in float64, as its saved logits and the analyses have it: an LP head is solved in
         # float64 and its weights can be large enough that a float32 copy moves probabilities by ~1e-6
-        return head_logits(self.record, feats)
+        if self._final_head is None:
+            self._final_head = [a.astype(np.float64) for a in final_head(self.record)]
+        weight, bias = self._final_head
+        return feats.astype(np.float64) @ weight.T + bias
 
     def logits(self, texts: Sequence[Text]) -> np.ndarray:
         """Logits (N, C), float64, in input order."""
