@@ -43,7 +43,8 @@ def train(out: str = "runs", data_dir: str | None = None, cache_dir: str | None 
     known = {f.name for f in dataclasses.fields(RunConfig)}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise TypeError(f"lpft.train: unknown option {unknown[0]!r}; expected RunConfig fields: {', '.join(sorted(known))}")
+        raise TypeError(f"lpft.train: unknown option {unknown[0]!r}; expected RunConfig fields: "
+                        f"{', '.join(sorted(known))}")
     folder = train_run(RunConfig(**options), out=out, data_dir=data_dir, cache_dir=cache_dir, device=device)
     return load_run(folder, device=device)
 

@@ -33,6 +33,9 @@ def test_mrpc_tsv_and_boolq_csv_labels(tmp_path):
     assert (examples[0].text, examples[0].text_pair, labels.tolist()) == ("A b.", "A b!", [1])
     (tmp_path / "boolq.csv").write_text("question,passage,label\nis it?,yes it is,true\nno?,passage,False\n")
     assert file_inputs(record("boolq", ("False", "True")), tmp_path / "boolq.csv")[1].tolist() == [1, 0]
+    (tmp_path / "boss.tsv").write_text("Text\tLabel\ngreat\t1\nmeh\tneutral\n")
+    examples, labels = file_inputs(record("boss-sst5", ("negative", "positive", "neutral")), tmp_path / "boss.tsv")
+    assert [e.text for e in examples] == ["great", "meh"] and labels.tolist() == [1, 2]
 
 
 def test_unlabelled_and_explicit_columns(tmp_path):

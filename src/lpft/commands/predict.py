@@ -30,12 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="torch device (unset: cuda if available, else cpu)")
     parser.add_argument("--text-columns", default=None,
                         help="one text column, or two comma-separated for sentence pairs. Unset: the run's own for a "
-                             "files task; for built-in tasks the release files' columns: cb, rte 'premise,hypothesis'; "
-                             "boolq 'question,passage'; mrpc '#1 String,#2 String'; cola, sst2 'sentence'; bbc-news "
-                             "'text'; wic and wsc need it (columns holding the formatted text, see docs/tasks.md)")
+                             "files task; for built-in tasks the release files' columns: cb, rte "
+                             "'premise,hypothesis'; boolq 'question,passage'; mrpc '#1 String,#2 String'; cola, sst2 "
+                             "'sentence'; boss-* 'Text'; bbc-news, pubmed-rct 'text'; wic and wsc need it (columns "
+                             "holding the formatted text, see docs/tasks.md)")
     parser.add_argument("--label-column", default=None,
                         help="the label column, used if the file has it (unset: the run's own; 'Quality' for mrpc, "
-                             "else 'label'); labels are the run's label names (built-in tasks also take label ids)")
+                             "'Label' for boss-*, else 'label'); labels are the run's label names (built-in tasks "
+                             "also take label ids)")
     parser.add_argument("--data-dir", default=None,
                         help="with --split: the benchmark data folder (unset: $LPFT_DATA_DIR, else the hub)")
 

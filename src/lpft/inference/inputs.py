@@ -31,7 +31,12 @@ TASK_COLUMNS = {
     "sst2": (("sentence",), "label"),
     "mrpc": (("#1 String", "#2 String"), "Quality"),
     "bbc-news": (("text",), "label"),
+    "pubmed-rct": (("text",), "label"),  # the release is not a table: give CSV / TSV / JSONL with these columns
+    **{f"boss-{name}{full}": (("Text",), "Label") for name in ("amazon", "dynasent", "semeval", "sst5")
+       for full in ("", "-full")},
 }
+#: Tasks whose input is built from several fields (see docs/tasks.md): no default text columns.
+FORMATTED_TASKS = ("wic", "wsc")
 
 
 def default_text_columns(record: RunRecord) -> tuple[str, ...]:
@@ -39,7 +44,7 @@ def default_text_columns(record: RunRecord) -> tuple[str, ...]:
     cfg = record.config
     if cfg.task == "files":
         return tuple(c.strip() for c in cfg.text_columns.split(","))
-    if cfg.task not in TASK_COLUMNS:
+    if cfg.task in FORMATTED_TASKS or cfg.task not in TASK_COLUMNS:
         raise ConfigError(f"task {cfg.task!r} builds its input from several fields; pass --text-columns naming the "
                           "column(s) that hold the formatted text (see docs/tasks.md)")
     return TASK_COLUMNS[cfg.task][0]
@@ -50,7 +55,7 @@ def is_pair_task(record: RunRecord) -> bool:
     cfg = record.config
     if cfg.task == "files":
         return "," in cfg.text_columns
-    return cfg.task in ("wic", "wsc") or len(TASK_COLUMNS.get(cfg.task, ((),))[0]) == 2
+    return cfg.task in FORMATTED_TASKS or len(TASK_COLUMNS.get(cfg.task, ((),))[0]) == 2
 
 
 def default_label_column(record: RunRecord) -> str:
