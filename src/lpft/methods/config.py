@@ -91,9 +91,11 @@ class RunConfig:
     train_file: str | None = None
     """with --task files: the training file (CSV, TSV or JSONL)"""
     validation_file: str | None = None
-    """with --task files: validation file (default: last 10% of the training file)"""
+    """with --task files: validation file (unset: the last 10% of the training rows left after the test split, in
+    file order)"""
     test_file: str | None = None
-    """with --task files: test file"""
+    """with --task files: test file (unset: a stratified 10% of the training file, fixed seed, becomes the test
+    set)"""
     text_columns: str = "text"
     """with --task files: one text column, or two comma-separated for sentence pairs"""
     label_column: str = "label"
