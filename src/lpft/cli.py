@@ -19,8 +19,8 @@ COMMANDS = {
     "evaluate": ("lpft.commands.evaluate", "evaluate a run on its test split and on out-of-distribution sets"),
     "calibrate": ("lpft.commands.calibrate", "temperature scaling, ECE / MCE and a reliability diagram for a run"),
     "ntk": ("lpft.commands.ntk", "eNTK at the start of fine-tuning: Table 2 statistics and an Eq. 1 prediction check"),
-    "predict": ("lpft.commands.predict", "predictions of a finished run on a file or split, with metrics if labelled"),
-    "export": ("lpft.commands.export", "a finished run as a plain Hugging Face model folder usable without lpft"),
+    "predict": ("lpft.commands.predict", "a finished run's predictions on a file or split (metrics if labelled)"),
+    "export": ("lpft.commands.export", "a finished run as a Hugging Face model folder usable without lpft"),
 }
 
 

@@ -8,6 +8,11 @@ from pathlib import Path
 from ..config import ConfigError
 from ._options import open_run
 
+DESCRIPTION = ("Writes DIR (built under a temporary name, then swapped in): the backbone as a Hugging Face model "
+               "folder (LoRA merged; --adapter: a PEFT adapter), the tokenizer, head.safetensors, labels.json, "
+               "classifier.json (pooling, max length, temperature) and README.md with a loader needing only torch, "
+               "transformers and safetensors.")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="a finished run folder")

@@ -10,6 +10,9 @@ from ._options import open_run, parse_list
 from .train import format_table
 
 OUTPUT_FORMATS = (".csv", ".tsv", ".jsonl")
+DESCRIPTION = ("Writes one row per input, in input order (the predicted label and a probability per class), to --out "
+               "(unset: <run>/predictions/<name>.csv); prints the task's metrics, ECE, MCE and NLL when the input "
+               "has labels.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
