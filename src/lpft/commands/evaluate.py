@@ -28,12 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None, help="benchmark data folder; unset: $LPFT_DATA_DIR, else the Hugging Face hub")
     parser.add_argument("--cache-dir", default="default",
                         help="feature cache: 'default' is $LPFT_CACHE_DIR or ~/.cache/lpft; 'none' disables")
-    parser.add_argument("--device", default=None, help="torch device for feature extraction; unset: cpu")
+    parser.add_argument("--device", default=None,
+                        help="torch device for feature extraction: cpu, cuda, cuda:N or mps (default: cuda if "
+                             "available, else cpu)")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..analysis.ood import evaluate_ood
     from ..config import ConfigError
+    from ..io import check_writable_folder
     from ..methods.lp import default_cache_dir
     from ..report.output import report_folder
     from ..report.tables import fmt_fixed3, fmt_number, markdown_table, write_csv
@@ -41,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be > 0, got {args.limit}")
     record = open_run(args.run)
+    check_writable_folder(args.report or Path(args.run) / "evaluation", "--report")
+    if cache_arg(args.cache_dir) not in (None, "default"):
+        check_writable_folder(args.cache_dir, "--cache-dir")
     columns = tuple(parse_list(args.text_columns, "--text-columns", what="a column")) if args.text_columns else None
     cache = cache_arg(args.cache_dir)
     cache = default_cache_dir() if cache == "default" else cache

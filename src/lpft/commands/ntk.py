@@ -82,7 +82,7 @@ class KernelProgress:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io import write_json
+    from ..io import check_writable_folder, write_json
     from ..ntk import compute_kernels_to_dir, frobenius_norm, ft_ratio, kernel_regression, numerical_rank, residuals
     from ..ntk.gradients import DEFAULT_MEMORY_BUDGET
     from ..ntk.report import PAPER_CB, make_plots, summary_markdown
@@ -102,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
     if args.memory_budget is not None and args.memory_budget <= 0:
         raise ConfigError(f"--memory-budget must be > 0, got {args.memory_budget}")
 
+    check_writable_folder(args.out, "--out")
+    if cache_arg(args.cache_dir) not in (None, "default"):
+        check_writable_folder(args.cache_dir, "--cache-dir")
     prep = prepare(cfg, args.data_dir)
     train_idx = list(range(min(args.n_train, len(prep.splits["train"]))))
     test_idx = list(range(min(args.n_test, len(prep.splits["test"]))))
@@ -119,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
             k = compute_kernels_to_dir(
                 clf, train, test, folder, train_indices=train_idx, test_indices=test_idx,
                 memory_budget=memory_budget, embedding_fraction=args.embedding_fraction, seed=cfg.seed,
-                progress=progress)
+                progress=progress, lock_root=args.out)
         except ValueError as err:  # another model / sample set / options in that folder
             raise ConfigError(f"{err} (or pass another --out)") from None
 
@@ -130,6 +133,9 @@ def run(args: argparse.Namespace) -> int:
              "labels": labels, "n_train": len(train_idx), "n_test": len(test_idx),
              "train_indices": train_idx, "test_indices": test_idx,
              "embedding_fraction": args.embedding_fraction,
+             # the head FT starts from (claim 5's SGD side: `lpft claims` pairs it with the measured change)
+             "start_head_norm": float(clf.head.weight.detach().norm()), "head_norm": cfg.head_norm,
+             "head_scale": cfg.head_scale,
              "rank_tolerance": f"singular values > sigma_max * max(shape) * {RANK_EPS:.3g} (float32 eps)",
              "kernel_regression_note": "entry_*: authors' binary classifier over (sample, class) entries, chance "
                                        "1 - 1/C; argmax_*: per-sample argmax against the label",

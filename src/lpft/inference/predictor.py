@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-import torch
 from scipy.special import softmax
 from tqdm.auto import tqdm
 
@@ -24,17 +23,13 @@ from ..analysis.calibration import fit_temperature
 from ..analysis.run_features import final_head
 from ..data import Example
 from ..data.batching import encode
-from ..model import extract, load_tokenizer
+from ..model import extract, load_tokenizer, resolve_device
 from ..runs import RunRecord
 
 #: batches per tokenised chunk (see the module docstring)
 CHUNK_BATCHES = 8
 
 Text = str | tuple[str, str] | Example
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def as_examples(texts: Iterable[Text]) -> list[Example]:
@@ -71,7 +66,7 @@ class Predictor:
         self.config = self.record.config
         self.metrics = self.record.metrics
         self.labels: tuple[str, ...] = tuple(self.record.data["labels"])
-        self.device = device or default_device()
+        self.device = resolve_device(device)
         self.batch_size = batch_size or self.config.eval_batch_size
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be > 0, got {self.batch_size}")
@@ -114,7 +109,9 @@ class Predictor:
                   leave=False) as bar:
             for start in range(0, len(examples), chunk):
                 enc = encode(self.tokenizer, examples[start:start + chunk], self.config.max_length)
-                feats = extract(self.model, enc, self.batch_size)
+                # the run's precision (bf16 runs saved their logits from bf16 passes)
+                feats = extract(self.model, enc, self.batch_size,
+                                precision=getattr(self.config, "precision", None) or "fp32")
                 parts.append(feats if want_features else self._head(feats))
                 bar.update(len(enc))
         if not parts:

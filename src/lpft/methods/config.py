@@ -9,12 +9,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 
 from ..config import ConfigError
-from ..model import DEFAULT_MODEL
+from ..model import DEFAULT_MODEL, PRECISIONS
 
 METHODS = ("lp", "ft", "lp-ft", "lora", "lp-lora")
+#: seeds are 0 <= seed < 2**32 (numpy's SeedSequence words; torch derives per-epoch seeds from them)
+SEED_LIMIT = 2 ** 32
 
 # Paper Table 6 (RoBERTa-base): (batch size, learning rate) per task and method.
 _TABLE6_TASKS = ("cb", "rte", "boolq", "wic", "wsc", "cola", "sst2", "mrpc")
@@ -101,6 +104,11 @@ class RunConfig:
     label_column: str = "label"
     """with --task files: the label column"""
 
+    # numerical precision (changes the numbers, so it is part of the run key)
+    precision: str = "fp32"
+    """fp32, or bf16: bfloat16 autocast for training and feature extraction (weights and optimizer stay fp32;
+    the eNTK is always fp32/fp64)"""
+
     def resolved(self) -> "RunConfig":
         """A copy with every default filled in; raises ConfigError naming a bad option."""
         cfg = dataclasses.replace(self)
@@ -108,6 +116,13 @@ class RunConfig:
         cfg.method = cfg.method.lower()
         if cfg.method not in METHODS:
             raise ConfigError(f"--method {self.method!r} is unknown: expected one of {', '.join(METHODS)}")
+        for name in ("lr", "weight_decay", "dropout", "head_norm", "head_scale"):
+            value = getattr(cfg, name)
+            if value is not None and not math.isfinite(value):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+        if not 0 <= cfg.seed < SEED_LIMIT:
+            # numpy's generators refuse negative seeds, torch's overflow above 2**64; one range for both
+            raise ConfigError(f"--seed must be in 0..{SEED_LIMIT - 1}, got {cfg.seed}")
         quick = QUICK_DEFAULTS.get(cfg.task, {})
         if cfg.epochs is None:
             cfg.epochs = quick.get("epochs", 10)
@@ -129,6 +144,9 @@ class RunConfig:
             raise ConfigError("--head-norm and --head-scale are exclusive: give one")
         if cfg.max_length > 512:
             raise ConfigError(f"--max-length must be <= 512, got {cfg.max_length}")
+        cfg.precision = cfg.precision.lower()
+        if cfg.precision not in PRECISIONS:
+            raise ConfigError(f"--precision {self.precision!r} is unknown: expected one of {', '.join(PRECISIONS)}")
         if cfg.task == "files" and not cfg.train_file:
             raise ConfigError("--task files needs --train-file")
         file_options = [n for n in ("train_file", "validation_file", "test_file") if getattr(cfg, n)]
@@ -143,6 +161,8 @@ class RunConfig:
         fields = dataclasses.asdict(self)
         for cosmetic in ("log_every", "eval_batch_size"):
             fields.pop(cosmetic)
+        if fields.get("precision") == "fp32":  # added later: fp32 runs keep the keys they had before the option
+            fields.pop("precision")
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
 
     @property
