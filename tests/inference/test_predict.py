@@ -116,6 +116,7 @@ def test_bad_file_is_one_line_exit_2_nothing_written(infer_runs, tmp_path, capsy
     (["x.csv", "--split", "test"], "not both"),
     (["--split", "test", "--out", "p.xlsx"], "--out 'p.xlsx': unsupported file type '.xlsx'"),
     (["--split", "test", "--batch-size", "0"], "--batch-size must be > 0"),
+    (["--split", "test", "--device", "foo"], "--device 'foo' is not a torch device"),
 ])
 def test_bad_options(infer_runs, capsys, args, message):
     code, _, err = predict(capsys, infer_runs["ft"], *args)
