@@ -35,6 +35,12 @@ HYPERPARAMETERS.update({(v, m): HYPERPARAMETERS[("cola", m)] for v in ("cola-id"
 # bbc-news (not in the paper): batch 16 for every method, so the default one-epoch LP-FT takes ~110 optimiser steps
 HYPERPARAMETERS.update({("bbc-news", m): (16, HYPERPARAMETERS[("*", m)][1]) for m in _TABLE6})
 
+# Options that only shape the fine-tuning stage. LP is a deterministic probe on frozen features, so for method lp
+# these are reset to their defaults (epochs, batch size and lr to unset): one LP run per (model, task, data), shared
+# by every seed and schedule of a study, instead of a new LP folder for each --seed or --epochs.
+FT_ONLY_FIELDS = ("seed", "epochs", "batch_size", "lr", "weight_decay", "dropout", "lora_r", "lora_alpha",
+                  "head_norm", "head_scale", "log_every")
+
 # Tasks whose default schedule is shortened so the default `lpft train` finishes in minutes on 2 CPU cores.
 QUICK_DEFAULTS = {"bbc-news": {"epochs": 1, "max_length": 64}}
 
@@ -124,6 +130,10 @@ class RunConfig:
             raise ConfigError(f"--max-length must be <= 512, got {cfg.max_length}")
         if cfg.task == "files" and not cfg.train_file:
             raise ConfigError("--task files needs --train-file")
+        if cfg.method == "lp":  # validated above like any run; then the options LP ignores are normalised away
+            defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+            for name in FT_ONLY_FIELDS:
+                setattr(cfg, name, None if name in ("epochs", "batch_size", "lr") else defaults[name])
         return cfg
 
     def run_key(self) -> str:
