@@ -18,6 +18,11 @@ from .spec import NtkSpec, Workspace
 LABEL = {"lp": "LP", "ft": "FT", "lp-ft": "LP-FT", "lora": "LoRA", "lp-lora": "LP-LoRA"}
 
 
+def task_label(cfg: RunConfig) -> str:
+    """The task's name in progress lines; a user-file task is named by its training file."""
+    return Path(cfg.train_file).stem if cfg.task == "files" and cfg.train_file else cfg.task
+
+
 def cache_path(ws: Workspace):
     from ..runs import resolve_cache
 
@@ -34,7 +39,7 @@ class TrainJob:
         value = c.head_norm if c.head_norm is not None else c.head_scale
         norm = f" head {'norm' if c.head_norm is not None else 'x'}{value:g}" if value is not None else ""
         seed = "" if c.method == "lp" else f" seed {c.seed}"
-        return f"{c.task} {LABEL[c.method]}{seed}{norm}"
+        return f"{task_label(c)} {LABEL[c.method]}{seed}{norm}"
 
     def folder(self, ws: Workspace) -> Path:
         from ..runs import run_folder
@@ -66,7 +71,7 @@ class NtkJob:
 
     @property
     def label(self) -> str:
-        return f"{self.config.task} eNTK {LABEL[self.config.method]} seed {self.config.seed}"
+        return f"{task_label(self.config)} eNTK {LABEL[self.config.method]} seed {self.config.seed}"
 
     def folder(self, ws: Workspace) -> Path:
         c = self.config
