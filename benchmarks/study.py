@@ -2,7 +2,7 @@
 of the local study's time outside forward / backward passes at full scale.
 
     python benchmarks/study.py --data-dir ../shared/data            # the benchmark (CB, ~1 h on 2 cores)
-    python benchmarks/study.py --seeds 1 --methods lp,ft --epochs 1 --train-subset 16 --eval-subset 16 \\
+    python benchmarks/study.py --seeds 1 --methods lp,ft --epochs 1 --train-subset 48 --eval-subset 16 \\
         --skip-full-scale --data-dir ../shared/data                 # a smoke run (minutes)
 
 1. **Local**: the grid (default CB, 5 methods x 2 seeds, 2 epochs, train subset 96) in this process with 2 torch
