@@ -14,7 +14,7 @@ from lpft.report.tables import fmt_mean_std, fmt_percent, read_csv
 from lpft.runs import EXIT_HOOK_ENV, RunRecord
 from lpft.study import RayExecutor, load_study, plan, run_study
 
-from conftest import study_toml
+from study_files import study_toml
 
 
 def run_files(out):
@@ -129,3 +129,14 @@ def test_a_worker_killed_mid_run_changes_nothing(local_study, ray_instance, tmp_
     assert_same_runs(local, run_files(tmp_path / "runs"))
     # the killed run resumed: its history has both epochs, and no run left resume state behind
     assert not list((tmp_path / "runs").glob("files/*/*/state"))
+
+
+def test_a_failing_run_on_ray_is_one_error_naming_the_run(two_tasks, ray_instance, tmp_path):
+    from lpft.methods.config import RunConfig
+    from lpft.model import ModelError
+    from lpft.study import TrainJob, Workspace
+
+    cfg = RunConfig(task="files", train_file=str(two_tasks["alpha"]), method="ft", model=str(tmp_path / "missing"),
+                    epochs=1).resolved()
+    with pytest.raises(ModelError, match=r"1 of 1 runs failed; first, alpha FT seed 0: "):
+        RayExecutor().run([TrainJob(cfg)], Workspace(out=tmp_path / "runs", cache_dir=None))

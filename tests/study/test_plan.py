@@ -12,7 +12,7 @@ from lpft.methods.config import RunConfig
 from lpft.runs import run_folder
 from lpft.study import StudySpec, SweepSpec, TaskSpec, load_study, plan, probe_key
 
-from conftest import study_toml
+from study_files import study_toml
 
 
 def test_lp_is_one_run_whatever_the_seed_and_schedule():
@@ -106,4 +106,16 @@ def test_dry_run_lists_the_jobs(two_tasks, tiny_bert_dir, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2 task(s), 6 job(s) (0 finished already)" in out  # per task: one LP + FT for 2 seeds
     assert out.count("to do") == 6 and "alpha LP " in out and "beta FT seed 2" in out
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--tasks", "cb,rte,cb"], "--tasks: a task is named twice"),
+    (["--tasks", "cb,rte", "--ood", "cola-ood"], "--ood applies to one task"),
+    (["--tasks", "cb,nope"], "nope"),
+])
+def test_compare_tasks_bad_input_is_one_line(tmp_path, capsys, args, message):
+    assert main(["compare", *args, "--out", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "runs").exists()

@@ -58,12 +58,13 @@ def write_study_report(final: str | Path, analyses: list[TaskAnalysis], settings
                    f"Mean ± sample std over seeds {', '.join(map(str, seeds))} (%); CoLA-style tasks report their "
                    "first metric (Matthews correlation). LP is one seed-free run per task (std 0).", "",
                    markdown_table(["task", "metric"] + [LABEL[m] for m in methods], table), ""]
-            in_paper = [a.task for a in analyses if a.slots[0].record.config.task in paper.TABLE8]
+            registered = {a.task: a.slots[0].record.config.task for a in analyses}  # report name -> task
+            in_paper = [name for name, task in registered.items() if task in paper.TABLE8]
             if in_paper:
                 md += [f"The paper ({paper.MODEL}, 15 seeds, 10 epochs):", "", markdown_table(
                     ["task"] + [LABEL[m] for m in methods],
-                    [[t] + [f"{paper.TABLE8[analyses[[a.task for a in analyses].index(t)].slots[0].record.config.task][m]:.2f}"
-                            for m in methods] for t in in_paper]), ""]
+                    [[name] + [f"{paper.TABLE8[registered[name]][m]:.2f}" for m in methods] for name in in_paper]),
+                       ""]
         for a in analyses:
             (folder / a.task).mkdir()
             _write_report(folder / a.task, a, settings, title="lpft study")

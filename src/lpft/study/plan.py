@@ -123,6 +123,7 @@ def plan(spec: StudySpec, data_dir: str | None = None) -> Plan:
     names = [t.name for t in spec.tasks]
     result = Plan(spec)
     for task in spec.tasks:
+        check_data(task.config, data_dir)
         if spec.compare:
             configs = study_configs(task.config, spec.methods, spec.seeds)
             grid = itertools.product(dict.fromkeys(spec.seeds), dict.fromkeys(m.strip().lower() for m in spec.methods))
@@ -162,6 +163,18 @@ def _subset(chosen, names: list[str], table: str) -> list[str]:
     if unknown:
         raise ConfigError(f"[{table}] tasks: {unknown[0]!r} is not one of the study's tasks ({', '.join(names)})")
     return list(chosen)
+
+
+def check_data(cfg: RunConfig, data_dir: str | None = None) -> None:
+    """The task exists (an unknown name is a DataError now, not in every worker later); a user-file task's files
+    are read and checked."""
+    from ..data.registry import canonical_name
+    from ..runs import load_task
+
+    if cfg.task.lower() == "files":
+        load_task(cfg.resolved(), data_dir).load("train")
+    else:
+        canonical_name(cfg.task)
 
 
 def check_ood_sets(ood, cfg: RunConfig, data_dir: str | None = None) -> None:

@@ -56,6 +56,8 @@ def run_study(spec: StudySpec, ws: Workspace, executor: Executor | None = None, 
     from ..report.study import write_study_report
 
     p = plan(spec, ws.data_dir)
+    if spec.report is None and layout != "none":
+        spec = dataclasses.replace(spec, report=Path(ws.out) / "study" / "report")
     started = time.perf_counter()
     folders, reused = execute(p, ws, executor or LocalExecutor())
     result = StudyResult(p, folders=folders, reused=reused)
