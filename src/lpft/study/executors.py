@@ -32,9 +32,10 @@ class Executor(Protocol):
         the progress lines when a study hands over its jobs in several waves."""
 
 
-def _line(i: int, total: int, job, folder: Path, reused: bool, seconds: float) -> str:
+def _line(i: int, total: int, job, folder: Path, reused: bool, seconds: float, when: str = "") -> str:
+    """One progress line; ``seconds`` is the job's own time (local) or the time since the wave started (Ray)."""
     return (f"[{i}/{total}] {job.label}: {job.summary(folder)} "
-            f"({'reused' if reused else 'done'}, {seconds:.0f} s)")
+            f"({'reused' if reused else 'done'}, {when + ' ' if when else ''}{seconds:.0f} s)")
 
 
 class LocalExecutor:
@@ -140,7 +141,7 @@ class RayExecutor:
                     folders[i] = Path(ray.get(ref))
                     done += 1
                     tqdm.write(_line(start + done + len(failures), total, jobs[i], folders[i], reused[i],
-                                     time.perf_counter() - started))
+                                     time.perf_counter() - started, "at"))
                 except Exception as err:  # noqa: BLE001 - reported together below
                     cause = getattr(err, "cause", None) or err
                     failures.append((i, cause))
