@@ -23,14 +23,41 @@ COMMANDS = {
 }
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` only where the help text does not already explain the default.
+
+    Options whose default is ``None`` (unset) describe what unset means in their own words, and hand-written
+    "default ..." phrases are kept as written, so no help line states its default twice.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text.lower() or "unset" in text.lower():
+            return text
+        return super()._get_help_string(action)
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("lpft")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lpft", description="Linear probing then fine-tuning, with NTK analysis.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        mod = importlib.import_module(module)
+        # a module's DESCRIPTION (what it writes, where) extends the one-line summary in `lpft <command> --help`
+        description = help_text + (". " + mod.DESCRIPTION if getattr(mod, "DESCRIPTION", None) else "")
+        p = sub.add_parser(name, help=help_text, description=description, formatter_class=HelpFormatter)
         p.set_defaults(_module=module)
-        importlib.import_module(module).add_arguments(p)
+        mod.add_arguments(p)
     return parser
 
 

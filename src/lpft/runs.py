@@ -148,6 +148,17 @@ def _check_same_data(folder: Path, cfg: RunConfig, data_dir: str | None) -> None
                               "remove the folder or choose another --out")
 
 
+def run_label(cfg: RunConfig) -> str:
+    """How progress lines name a run, so that the lines of a study's many runs can be told apart.
+
+    >>> run_label(RunConfig(method="lp-ft", seed=2, head_norm=10.0))
+    'LP-FT (seed 2, head norm 10)'
+    """
+    extra = (f", head norm {cfg.head_norm:g}" if cfg.head_norm is not None
+             else f", head x{cfg.head_scale:g}" if cfg.head_scale is not None else "")
+    return f"{cfg.method.upper()} (seed {cfg.seed}{extra})"
+
+
 def train(cfg: RunConfig, out: str | Path = "runs", data_dir: str | None = None,
           cache_dir: str | Path | None = "default", device: str | None = None) -> Path:
     """Run (or reuse, or resume) one training run; returns its folder."""
@@ -184,7 +195,7 @@ def train(cfg: RunConfig, out: str | Path = "runs", data_dir: str | None = None,
         result = finetune(clf, splits["train"], splits["validation"], epochs=cfg.epochs, batch_size=cfg.batch_size,
                           lr=cfg.lr, seed=cfg.seed, evaluate=evaluate, state_dir=folder / "state",
                           weight_decay=cfg.weight_decay, log_every=cfg.log_every,
-                          eval_batch_size=cfg.eval_batch_size, desc=cfg.method.upper(), on_epoch_end=_exit_hook)
+                          eval_batch_size=cfg.eval_batch_size, desc=run_label(cfg), on_epoch_end=_exit_hook)
         save_tensors(folder / "heads" / "ft.safetensors", _head_tensors(clf))
         logits = {split: extract(clf, splits[split], cfg.eval_batch_size, desc=f"evaluate {split}", logits=True)[1]
                   for split in ("validation", "test")}

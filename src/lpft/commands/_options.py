@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-from ..config import ConfigError, add_config_arguments, config_from_args
+from ..config import ConfigError, add_config_arguments, config_from_args, field_docs
 from ..methods.config import RunConfig
 
 from ..study.spec import STUDY_SKIPS  # run options a study sets itself, per run (a sweep also sets the head norm)
@@ -27,13 +27,23 @@ def parse_list(value: str | list[str], option: str, kind: Callable = str, what: 
     return out
 
 
-def add_study_arguments(parser: argparse.ArgumentParser) -> None:
-    """Every ``lpft train`` option except those the study varies per run."""
-    add_config_arguments(parser, RunConfig, skip=STUDY_SKIPS)
+def add_study_arguments(parser: argparse.ArgumentParser, multi_task: bool = False) -> None:
+    """Every ``lpft train`` option except those the study varies per run; ``--task`` is required, because a study
+    trains many runs and should not fall back on ``lpft train``'s demonstration task without being asked.
+    ``multi_task``: ``--tasks`` may replace ``--task`` (one of the two is required)."""
+    if multi_task:
+        group = parser.add_mutually_exclusive_group(required=True)
+        group.add_argument("--task", help=field_docs(RunConfig)["task"])
+        group.add_argument("--tasks", default=None,
+                           help="comma-separated tasks for a multi-task study: one report with a section per task "
+                                "and a cross-task table shaped like the paper's Table 8")
+    else:
+        parser.add_argument("--task", required=True, help=field_docs(RunConfig)["task"])
+    add_config_arguments(parser, RunConfig, skip=STUDY_SKIPS + ("task",))
 
 
-def base_config(args: argparse.Namespace) -> RunConfig:
-    return config_from_args(RunConfig, args)
+def base_config(args: argparse.Namespace, **overrides) -> RunConfig:
+    return config_from_args(RunConfig, args, **overrides)
 
 
 def add_executor_arguments(parser: argparse.ArgumentParser) -> None:

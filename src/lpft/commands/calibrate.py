@@ -9,6 +9,10 @@ from ._options import open_run
 from .train import format_table
 
 
+DESCRIPTION = ("Fits the temperature on the run's validation logits and writes calibration.json, "
+               "reliability.csv and reliability.png to --report (unset: <run>/calibration).")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="a finished run folder")
     parser.add_argument("--report", default=None,

@@ -13,10 +13,12 @@ from ._options import (add_executor_arguments, add_study_arguments, base_config,
 from .train import add_run_location_arguments, format_table
 
 
+DESCRIPTION = ("Trains the runs that are missing under <out>/<task>/ (finished runs are reused) and writes "
+               "report.md, CSV files and figures to --report (unset: <out>/<task>/report; with --tasks: "
+               "<out>/study/<task>+<task>..., a section per task and a cross-task table).")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tasks", default=None,
-                        help="comma-separated tasks for a multi-task study (instead of --task): one report with a "
-                             "section per task and a cross-task table shaped like the paper's Table 8")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods to compare")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds; tables give mean ± std over them")
     parser.add_argument("--report", default=None,
@@ -30,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tsne-samples", type=int, default=500, help="t-SNE uses the first N examples of --split")
     parser.add_argument("--gd-max-steps", type=int, default=100_000,
                         help="cap on full-batch gradient-descent steps of the LP curve")
-    add_study_arguments(parser)
+    add_study_arguments(parser, multi_task=True)
     add_run_location_arguments(parser)
     add_executor_arguments(parser)
 
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from ..report.tables import fmt_mean_std, fmt_percent, read_csv
     from ..study import StudySpec, TaskSpec, run_study
 
-    base = base_config(args)
+    base = base_config(args) if args.task else base_config(args, task=parse_list(args.tasks, "--tasks", what="a task name")[0])
     tasks = [t.lower() for t in parse_list(args.tasks, "--tasks", what="a task name")] if args.tasks else \
         [base.task.lower()]
     if len(set(tasks)) != len(tasks):

@@ -1,6 +1,6 @@
 """``lpft ntk``: the eNTK at the start of fine-tuning (paper Table 2) and an Eq. 1 prediction check.
 
-Writes ``<out>/<task>/ntk/<method>-seed<seed>-<run key>/``: the kernels (resumable; ``meta.json``, ``*.npy``),
+Writes ``<out>/<task>/ntk/<method>-seed<seed>-n<N>x<M>-<key>/``: the kernels (resumable; ``meta.json``, ``*.npy``),
 ``stats.json``, ``summary.md``, ``spectrum.png`` and ``pair_norms.png``. See ``docs/ntk.md``.
 """
 
@@ -10,17 +10,27 @@ import argparse
 
 from ..config import add_config_arguments, config_from_args
 from ..methods.config import RunConfig
+from ..study.jobs import ntk_folder  # noqa: F401  (where the study puts an eNTK; re-exported for callers)
 from ._options import add_executor_arguments, executor_from_args, workspace_from_args
 from .train import add_run_location_arguments, format_table
 
 
+DESCRIPTION = ("Writes <out>/<task>/ntk/<method>-seed<seed>-n<N>x<M>-<key>/ (default out: runs): the kernels "
+               "(meta.json, *.npy; an interrupted computation resumes, a finished one is reused), stats.json, "
+               "summary.md, spectrum.png and pair_norms.png. <key> hashes the run options and the kernel options "
+               "below, so every distinct computation gets its own folder.")
+
+# training options the eNTK does not use: it is taken at the start of FT, and the Eq. 1 check runs one epoch
+IGNORED_RUN_OPTIONS = ("epochs", "log_every")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, RunConfig)
+    add_config_arguments(parser, RunConfig, skip=IGNORED_RUN_OPTIONS)
     add_run_location_arguments(parser)
     parser.add_argument("--n-train", type=int, default=250, help="first N train examples (paper: at most 250)")
     parser.add_argument("--n-test", type=int, default=250, help="first M test examples (paper: at most 250)")
     parser.add_argument("--memory-budget", type=int, default=None,
-                        help="bytes for gradient blocks (default: the engine's, 3 GiB)")
+                        help="bytes for gradient blocks (unset: 3 GiB)")
     parser.add_argument("--embedding-fraction", type=float, default=None,
                         help="keep this fraction of word-embedding gradient rows, rescaled (paper: 0.1); "
                              "default exact")

@@ -124,8 +124,7 @@ def finetune(clf: Classifier, train: Encoded, validation: Encoded, *, epochs: in
         _save_epoch(clf, optimizer, scheduler, state_dir, epoch + 1, result, improved)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, clf)
-        tqdm.write(f"{desc} epoch {epoch + 1}/{epochs}: train loss {np.mean(losses):.4f}, "
-                   f"validation {metrics}{'  *' if improved else ''}")
+        tqdm.write(epoch_line(desc, epoch + 1, epochs, float(np.mean(losses)), metrics, improved))
 
     load_trainable_state(clf, load_tensors(state_dir / "best.safetensors"))
     return result
@@ -170,3 +169,19 @@ def _resume(clf, optimizer, scheduler, state_dir: Path) -> tuple[FinetuneResult,
     tqdm.write(f"resuming after epoch {epoch} from {state_dir}")
     return FinetuneResult(progress["best_epoch"], progress["best_metric"], progress["history"],
                           progress["steps"]), epoch
+
+
+def epoch_line(desc: str, epoch: int, epochs: int, train_loss: float, metrics: dict, best: bool) -> str:
+    """The console line after each epoch; "best so far" marks the epochs whose weights are kept (the last one
+    marked is the model the run ends with).
+
+    >>> epoch_line("LP-FT (seed 0)", 2, 3, 0.18871, {"accuracy": 0.972972, "f1": 0.5}, True)
+    'LP-FT (seed 0) epoch 2/3: train loss 0.1887, validation accuracy 0.9730, f1 0.5000 (best so far)'
+    >>> epoch_line("NTK predict: fine-tune", 1, 1, 0.5, {}, True)  # no validation metrics: nothing to rank
+    'NTK predict: fine-tune epoch 1/1: train loss 0.5000'
+    """
+    line = f"{desc} epoch {epoch}/{epochs}: train loss {train_loss:.4f}"
+    if metrics:
+        line += ", validation " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+        line += " (best so far)" if best else ""
+    return line

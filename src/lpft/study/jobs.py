@@ -29,6 +29,41 @@ def cache_path(ws: Workspace):
     return resolve_cache(ws.cache_dir)
 
 
+def ntk_folder(out: str | Path, cfg: RunConfig, n_train: int, n_test: int, memory_budget: int,
+               embedding_fraction: float | None) -> Path:
+    """The folder of one kernel computation: keyed on the run options (``run_key``) and on every option that
+    changes the kernels, so a small trial and the full computation never collide. The Eq. 1 / Eq. 2 options only
+    change ``stats.json`` and ``summary.md``, which every command rewrites (and which record them)."""
+    import hashlib
+
+    options = {"run": cfg.run_key(), "n_train": n_train, "n_test": n_test, "memory_budget": memory_budget,
+               "embedding_fraction": embedding_fraction}
+    key = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
+    return Path(out) / cfg.task / "ntk" / f"{cfg.method}-seed{cfg.seed}-n{n_train}x{n_test}-{key}"
+
+
+class KernelProgress:
+    """A progress bar over the kernel's parameter groups (stderr), opened at the first finished group."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, done: int, total: int, name: str) -> None:
+        from tqdm.auto import tqdm
+
+        if self.bar is None:  # a resumed computation starts past 0
+            self.bar = tqdm(total=total, initial=done - 1, desc="eNTK parameter groups", unit="group")
+        self.bar.set_postfix_str(name, refresh=False)
+        self.bar.update(1)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+
+
 @dataclass(frozen=True)
 class TrainJob:
     config: RunConfig  # resolved
@@ -74,8 +109,21 @@ class NtkJob:
         return f"{task_label(self.config)} eNTK {LABEL[self.config.method]} seed {self.config.seed}"
 
     def folder(self, ws: Workspace) -> Path:
+        from ..ntk.gradients import DEFAULT_MEMORY_BUDGET
+
+        n_train, n_test = self.sizes(ws)
+        return ntk_folder(ws.out, self.config, n_train, n_test, self.settings.memory_budget or DEFAULT_MEMORY_BUDGET,
+                          self.settings.embedding_fraction)
+
+    def sizes(self, ws: Workspace) -> tuple[int, int]:
+        """The numbers of train / test samples used: the first n_train / n_test, as far as the splits reach."""
+        from ..runs import load_task
+
+        task = load_task(self.config, ws.data_dir)
+        train, test = len(task.load("train")), len(task.load("test"))
         c = self.config
-        return Path(ws.out) / c.task / "ntk" / f"{c.method}-seed{c.seed}-{c.run_key()}"
+        train, test = min(train, c.train_subset or train), min(test, c.eval_subset or test)
+        return min(self.settings.n_train, train), min(self.settings.n_test, test)
 
     def done(self, ws: Workspace) -> bool:
         """Finished with these settings (the kernels alone are reused whatever the statistics settings)."""
@@ -124,13 +172,14 @@ def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, folder: Path, log=pri
     labels = list(prep.task.labels)
     log(f"eNTK of {cfg.method.upper()} on {cfg.task} at the start of FT: {len(train_idx)} train x "
         f"{len(test_idx)} test samples, {C} classes -> {folder}")
-    try:
-        k = compute_kernels_to_dir(
-            clf, train, test, folder, train_indices=train_idx, test_indices=test_idx,
-            memory_budget=s.memory_budget or DEFAULT_MEMORY_BUDGET, embedding_fraction=s.embedding_fraction,
-            seed=cfg.seed, progress=lambda d, t, name: log(f"  kernel group {d}/{t}: {name}"))
-    except ValueError as err:  # another model / sample set / options in that folder
-        raise ConfigError(f"{err} (or pass another --out)") from None
+    with KernelProgress() as progress:
+        try:
+            k = compute_kernels_to_dir(
+                clf, train, test, folder, train_indices=train_idx, test_indices=test_idx,
+                memory_budget=s.memory_budget or DEFAULT_MEMORY_BUDGET, embedding_fraction=s.embedding_fraction,
+                seed=cfg.seed, progress=progress)
+        except ValueError as err:  # another model / sample set / options in that folder
+            raise ConfigError(f"{err} (or pass another --out)") from None
 
     train_logits = extract(clf, train, cfg.eval_batch_size, logits=True)[1].astype(np.float64)
     delta = residuals(train_logits, train.labels)
