@@ -72,7 +72,7 @@ class TrainJob:
     def label(self) -> str:
         c = self.config
         value = c.head_norm if c.head_norm is not None else c.head_scale
-        norm = f" head {'norm' if c.head_norm is not None else 'x'}{value:g}" if value is not None else ""
+        norm = f" head {'norm ' if c.head_norm is not None else 'x'}{value:g}" if value is not None else ""
         seed = "" if c.method == "lp" else f" seed {c.seed}"
         return f"{task_label(c)} {LABEL[c.method]}{seed}{norm}"
 

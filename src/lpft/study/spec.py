@@ -244,7 +244,8 @@ def load_study(path: str | Path, **location) -> tuple[StudySpec, Workspace]:
                       embedding_fraction=r.get("embedding_fraction", float),
                       predict=r.get("predict", bool, True), predict_optimizer=r.get("predict_optimizer", str, "adamw"),
                       predict_dropout=r.get("predict_dropout", bool, True))
-    ws = Workspace(out=Path(location.get("out") or rel(top.get("out", str, "runs"))),
+    # out: the file's value (relative to the file), else ./runs like every other command
+    ws = Workspace(out=Path(location.get("out") or (rel(top.get("out", str)) if "out" in raw else "runs")),
                    data_dir=location.get("data_dir") or rel(top.get("data_dir", str)),
                    cache_dir=location["cache_dir"] if location.get("cache_dir") is not None
                    else (lambda c: c if c in ("default", None) else rel(c))(top.get("cache_dir", str, "default")),
