@@ -1,7 +1,8 @@
 """The single ``lpft`` command. Each subcommand lives in its own module exposing ``add_arguments`` and ``run``.
 
-Errors from bad input (unknown task/method/model, malformed data, invalid options) print one line
-``lpft: error: ...`` and exit with status 2, before anything is written.
+Errors from bad input (unknown task/method/model, malformed data, invalid options, damaged run folders) print one
+line ``lpft: error: ...`` and exit with status 2, before anything is written. A run stopped by a full disk or by
+diverging training exits the same way (one line, status 2); a full disk leaves the run resumable.
 """
 
 from __future__ import annotations
@@ -86,12 +87,19 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     from .config import ConfigError
     from .data.base import DataError
+    from .io import DiskFullError, is_disk_full
     from .model import ModelError
 
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
-    except (ConfigError, DataError, ModelError) as err:
+    except (ConfigError, DataError, ModelError, DiskFullError) as err:
         print(f"lpft: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if not is_disk_full(err):
+            raise
+        # a full disk outside lpft.io's atomic writers (e.g. a report's text file): the same one line
+        print(f"lpft: error: {DiskFullError(err.filename or 'the output')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lpft: interrupted — rerun the same command to resume", file=sys.stderr)

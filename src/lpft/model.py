@@ -184,6 +184,31 @@ class Classifier(nn.Module):
         return float(self.head.weight.detach().norm()), float(self.head.bias.detach().norm())
 
 
+# encoders whose position ids start after the padding index (RoBERTa's scheme): pad_token_id + 1 positions are unusable
+_POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "longformer",
+                            "ibert", "mpnet", "esm", "roberta-prelayernorm")
+
+
+def max_input_tokens(name_or_path: str, tokenizer=None) -> int | None:
+    """The most tokens one input may have: the model's position embeddings (less RoBERTa's padding offset), capped
+    by the tokenizer's ``model_max_length``; None when the model sets no limit. Reads config.json only."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_model_path(name_or_path))
+    except (OSError, ValueError) as err:
+        raise ModelError(f"cannot load config of model {name_or_path!r}: {str(err).splitlines()[0]}") from None
+    limits = []
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions:
+        offset = (config.pad_token_id or 0) + 1 if config.model_type in _POSITIONS_AFTER_PADDING else 0
+        limits.append(positions - offset)
+    tok_limit = getattr(tokenizer, "model_max_length", None)
+    if tok_limit and tok_limit < 1_000_000:  # tokenizers without a limit report a huge sentinel
+        limits.append(int(tok_limit))
+    return min(limits) if limits else None
+
+
 def init_head(head: nn.Linear, seed: int) -> None:
     """Deterministic head initialisation (PyTorch's default Linear init under a dedicated generator)."""
     gen = torch.Generator().manual_seed(seed)

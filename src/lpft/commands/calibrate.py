@@ -24,11 +24,12 @@ def run(args: argparse.Namespace) -> int:
     from scipy.special import softmax
 
     from ..analysis.calibration import calibration_report, reliability_bins, reliability_diagram
-    from ..io import write_json
+    from ..io import check_writable_folder, write_json
     from ..report.output import report_folder
     from ..report.tables import write_csv
 
     record = open_run(args.run)
+    check_writable_folder(args.report or Path(args.run) / "calibration", "--report")
     val, test = record.logits("validation"), record.logits("test")
     rep = calibration_report(*val, *test)
     z, y = test

@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..analysis.ood import evaluate_ood
     from ..config import ConfigError
+    from ..io import check_writable_folder
     from ..methods.lp import default_cache_dir
     from ..report.output import report_folder
     from ..report.tables import fmt_fixed3, fmt_number, markdown_table, write_csv
@@ -41,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be > 0, got {args.limit}")
     record = open_run(args.run)
+    check_writable_folder(args.report or Path(args.run) / "evaluation", "--report")
+    if cache_arg(args.cache_dir) not in (None, "default"):
+        check_writable_folder(args.cache_dir, "--cache-dir")
     columns = tuple(parse_list(args.text_columns, "--text-columns", what="a column")) if args.text_columns else None
     cache = cache_arg(args.cache_dir)
     cache = default_cache_dir() if cache == "default" else cache

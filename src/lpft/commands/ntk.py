@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io import read_json
+    from ..io import check_writable_folder, read_json
     from ..study import NtkSpec, StudySpec, TaskSpec, plan, run_study
 
     cfg = config_from_args(RunConfig, args)
@@ -56,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
     spec = StudySpec(tasks=(TaskSpec(cfg.task.lower(), cfg),), compare=False, ntk=settings, source="lpft ntk")
     ws = workspace_from_args(args)
     plan(spec, ws.data_dir)  # checked before an executor (or Ray) starts
+    check_writable_folder(ws.out, "--out")
+    if ws.cache_dir not in (None, "default"):
+        check_writable_folder(ws.cache_dir, "--cache-dir")
     (folder,) = next(iter(run_study(spec, ws, executor_from_args(args), layout="none").ntk.values()))
     stats = read_json(folder / "stats.json")
     rows = [["kernel", "rank", "FN", "entry tr/te", "argmax tr/te"]]

@@ -21,9 +21,17 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from ..config import ConfigError
 from ..data.batching import Encoded, iterate, train_batches
 from ..io import atomic_path, load_tensors, read_json, save_tensors, write_json
 from ..model import Classifier, extract
+
+
+class TrainingDiverged(ConfigError):
+    """The loss became NaN or infinite: the run stops (no metrics, no NaN written) and names the step."""
+
+    def __init__(self, epoch: int, step: int, value: float, what: str = "loss"):
+        super().__init__(f"training diverged at epoch {epoch}, step {step}: {what} {value} — lower --lr")
 
 
 @dataclass
@@ -100,6 +108,8 @@ def finetune(clf: Classifier, train: Encoded, validation: Encoded, *, epochs: in
             labels = batch.pop("labels")
             logits = clf(**batch)
             loss = F.cross_entropy(logits, labels)
+            if not torch.isfinite(loss):  # every later number would be NaN: stop before anything records it
+                raise TrainingDiverged(epoch + 1, step + 1, loss.item())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -110,6 +120,8 @@ def finetune(clf: Classifier, train: Encoded, validation: Encoded, *, epochs: in
                 result.steps.append(_step_record(clf, step, losses[-1], logits))
                 bar.set_postfix(loss=f"{np.mean(losses[-log_every:]):.4f}")
         val_feats, val_logits = extract(clf, validation, eval_batch_size, logits=True)
+        if not np.isfinite(val_logits).all():  # the epoch's last update broke the weights after a finite loss
+            raise TrainingDiverged(epoch + 1, step, float(val_logits[~np.isfinite(val_logits)][0]), "validation logit")
         primary, metrics = evaluate(val_logits, validation.labels)
         w, b = clf.head_norms()
         result.history.append({
@@ -167,7 +179,8 @@ def _resume(clf, optimizer, scheduler, state_dir: Path) -> tuple[FinetuneResult,
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     tqdm.write(f"resuming after epoch {epoch} from {state_dir}")
-    return FinetuneResult(progress["best_epoch"], progress["best_metric"], progress["history"],
+    best_metric = -np.inf if progress["best_metric"] is None else progress["best_metric"]  # -inf is saved as null
+    return FinetuneResult(progress["best_epoch"], best_metric, progress["history"],
                           progress["steps"]), epoch
 
 
