@@ -41,8 +41,11 @@ def test_plan_trains_lp_once_and_the_probe_first():
     configs = p.train_configs()
     assert len(configs) == 2 * (1 + 3 * 3) + 2  # per task: LP + 3 seeds x 3 FT methods; 2 sweep points
     first, second = p.phases()
-    assert [(j.config.task, j.config.method) for j in first] == [("cb", "lp"), ("rte", "lp")]
-    assert all(probe_key(j.config) in {probe_key(f.config) for f in first} for j in second if j.config.uses_lp)
+    # first the probes (the LP runs), then what needs no probe; LP-FT / LP-LoRA wait for the second wave
+    assert [(j.config.task, j.config.method) for j in first[:2]] == [("cb", "lp"), ("rte", "lp")]
+    assert [j.config.method for j in first[2:]] == ["ft"] * 6
+    assert {j.config.method for j in second} == {"lp-ft", "lp-lora"} and len(second) == 2 * 6 + 2
+    assert all(probe_key(j.config) in {probe_key(f.config) for f in first} for j in second)
     assert {j.config.run_key() for j in first}.isdisjoint({j.config.run_key() for j in second})
 
 

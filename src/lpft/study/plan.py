@@ -87,22 +87,22 @@ class Plan:
         return list({c.run_key() + c.task + c.method: c for c in configs}.values())
 
     def phases(self) -> list[list]:
-        """Jobs in two waves: first one LP-stage run per probe (the probe cache is then warm for every LP-FT /
-        LP-LoRA run and eNTK), then everything else. Within a wave, jobs are independent."""
+        """Jobs in two waves. First: one LP-stage run per probe (an LP run where the grid has one: it computes the
+        probe cheapest) and every job that needs no probe (FT, LoRA, their eNTKs). Second: the jobs that start from
+        a probe (LP-FT, LP-LoRA and their eNTKs), which then find it in the cache. Within a wave, jobs are
+        independent; the first wave starts with the probes, so they are ready early."""
         configs = self.train_configs()
-        first, seen = [], set()
-        lp_first = sorted(configs, key=lambda c: c.method != "lp")  # an LP run computes the probe cheapest
-        for cfg in lp_first:
-            if cfg.uses_lp:
-                key = probe_key(cfg)
-                if key not in seen:
-                    seen.add(key)
-                    first.append(cfg)
-        rest = [c for c in configs if c not in first]
-        if not first:  # no probe to share: one wave
-            return [[TrainJob(c) for c in rest] + [j for jobs in self.ntk.values() for j in jobs]]
-        return [[TrainJob(c) for c in first],
-                [TrainJob(c) for c in rest] + [j for jobs in self.ntk.values() for j in jobs]]
+        probes, seen = [], set()
+        for cfg in sorted(configs, key=lambda c: c.method != "lp"):
+            if cfg.uses_lp and probe_key(cfg) not in seen:
+                seen.add(probe_key(cfg))
+                probes.append(cfg)
+        ntk = [j for jobs in self.ntk.values() for j in jobs]
+        first = [TrainJob(c) for c in probes] + [TrainJob(c) for c in configs if not c.uses_lp]
+        first += [j for j in ntk if not j.config.uses_lp]
+        second = [TrainJob(c) for c in configs if c.uses_lp and c not in probes]
+        second += [j for j in ntk if j.config.uses_lp]
+        return [wave for wave in (first, second) if wave]
 
 
 def probe_key(cfg: RunConfig) -> str:
