@@ -88,9 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
     from .data.base import DataError
     from .io import DiskFullError, is_disk_full
-    from .model import ModelError
+    from .model import ModelError, resolve_device
 
     try:
+        if hasattr(args, "device"):  # one device rule for every command, checked before any work
+            args.device = resolve_device(args.device)
         return int(importlib.import_module(args._module).run(args) or 0)
     except (ConfigError, DataError, ModelError, DiskFullError) as err:
         print(f"lpft: error: {err}", file=sys.stderr)

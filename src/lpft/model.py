@@ -209,6 +209,58 @@ def max_input_tokens(name_or_path: str, tokenizer=None) -> int | None:
     return min(limits) if limits else None
 
 
+#: Numerical precision of training and feature extraction: fp32, or bf16 autocast (weights stay fp32).
+PRECISIONS = ("fp32", "bf16")
+
+
+def resolve_device(device: str | None = None) -> str:
+    """The one device rule of lpft: ``None`` → ``cuda`` when available, else ``cpu``; a given device is checked.
+
+    Raises ConfigError (one line, naming ``--device``) for a name torch does not know, a device this build or
+    machine lacks (``cuda`` on a CPU-only build, ``cuda:3`` with two GPUs, ``mps`` off Apple silicon) or a device
+    type lpft cannot train on. Every command checks ``--device`` with this before any work.
+    """
+    from .config import ConfigError
+
+    if device is None or str(device).strip() in ("", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(str(device).strip())
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device {device!r} is not a torch device: expected cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cpu":
+        return "cpu"
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this PyTorch is a CPU-only build" if torch.version.cuda is None
+                   else f"no CUDA GPU is visible (PyTorch built for CUDA {torch.version.cuda})")
+            raise ConfigError(f"--device {device!r}: {why}; use --device cpu or leave --device unset")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(f"--device {device!r}: only {count} CUDA device(s) visible (cuda:0..cuda:{count - 1})")
+        return str(dev)
+    if dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"--device {device!r}: MPS is not available on this machine; use --device cpu")
+        return str(dev)
+    raise ConfigError(f"--device {device!r}: lpft runs on cpu, cuda, cuda:N or mps, not {dev.type}")
+
+
+def autocast(device: torch.device | str, precision: str = "fp32"):
+    """The autocast context of ``precision`` on ``device``: nothing for fp32, bfloat16 autocast for bf16.
+
+    Autocast (not ``model.to(bfloat16)``) keeps the weights, the optimiser state and the AdamW update in fp32 and
+    runs matmuls in bf16; bf16 has fp32's exponent range, so no loss scaling is needed.
+    """
+    import contextlib
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision != "bf16":
+        raise ValueError(f"unknown precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+
+
 def init_head(head: nn.Linear, seed: int) -> None:
     """Deterministic head initialisation (PyTorch's default Linear init under a dedicated generator)."""
     gen = torch.Generator().manual_seed(seed)
@@ -232,10 +284,12 @@ def model_fingerprint(name_or_path: str) -> str:
 
 
 @torch.no_grad()
-def extract(clf: Classifier, enc, batch_size: int = 64, desc: str | None = None, logits: bool = False):
+def extract(clf: Classifier, enc, batch_size: int = 64, desc: str | None = None, logits: bool = False,
+            precision: str = "fp32"):
     """Features phi(x) (N, h) — and logits (N, C) if asked — for every encoded example, in eval mode.
 
-    Batches are formed by length (little padding) and results scattered back to the original order.
+    Batches are formed by length (little padding) and results scattered back to the original order. Results are
+    float32 whatever the ``precision`` the passes ran in (bf16: :func:`autocast`).
     """
     from tqdm.auto import tqdm
 
@@ -249,12 +303,15 @@ def extract(clf: Classifier, enc, batch_size: int = 64, desc: str | None = None,
     for idx, batch in tqdm(iterate(enc, batches), total=len(batches), desc=desc, disable=desc is None,
                            leave=False, unit="batch"):
         inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
-        phi = clf.features(**inputs)
+        with autocast(device, precision):
+            phi = clf.features(**inputs)
+            head_out = clf.head(phi) if logits else None
         if feats is None:
-            feats = torch.empty(len(enc), phi.shape[1], dtype=phi.dtype)
-            logit_rows = torch.empty(len(enc), clf.num_labels, dtype=phi.dtype) if logits else None
-        feats[idx] = phi.cpu()
+            dtype = torch.float32 if phi.dtype == torch.bfloat16 else phi.dtype  # NumPy has no bfloat16
+            feats = torch.empty(len(enc), phi.shape[1], dtype=dtype)
+            logit_rows = torch.empty(len(enc), clf.num_labels, dtype=dtype) if logits else None
+        feats[idx] = phi.to(feats.dtype).cpu()
         if logits:
-            logit_rows[idx] = clf.head(phi).cpu()
+            logit_rows[idx] = head_out.to(logit_rows.dtype).cpu()
     clf.train(was_training)
     return (feats.numpy(), logit_rows.numpy()) if logits else feats.numpy()

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 
 from ..config import ConfigError
-from ..model import DEFAULT_MODEL
+from ..model import DEFAULT_MODEL, PRECISIONS
 
 METHODS = ("lp", "ft", "lp-ft", "lora", "lp-lora")
 #: seeds are 0 <= seed < 2**32 (numpy's SeedSequence words; torch derives per-epoch seeds from them)
@@ -110,6 +110,11 @@ class RunConfig:
     label_column: str = "label"
     """with --task files: the label column"""
 
+    # numerical precision (changes the numbers, so it is part of the run key)
+    precision: str = "fp32"
+    """fp32, or bf16: bfloat16 autocast for training and feature extraction (weights and optimizer stay fp32;
+    the eNTK is always fp32/fp64)"""
+
     def resolved(self) -> "RunConfig":
         """A copy with every default filled in; raises ConfigError naming a bad option."""
         cfg = dataclasses.replace(self)
@@ -145,6 +150,9 @@ class RunConfig:
             raise ConfigError("--head-norm and --head-scale are exclusive: give one")
         if cfg.max_length > 512:
             raise ConfigError(f"--max-length must be <= 512, got {cfg.max_length}")
+        cfg.precision = cfg.precision.lower()
+        if cfg.precision not in PRECISIONS:
+            raise ConfigError(f"--precision {self.precision!r} is unknown: expected one of {', '.join(PRECISIONS)}")
         if cfg.task == "files" and not cfg.train_file:
             raise ConfigError("--task files needs --train-file")
         file_options = [n for n in ("train_file", "validation_file", "test_file") if getattr(cfg, n)]
@@ -163,6 +171,8 @@ class RunConfig:
         fields = dataclasses.asdict(self)
         for cosmetic in ("log_every", "eval_batch_size"):
             fields.pop(cosmetic)
+        if fields.get("precision") == "fp32":  # added later: fp32 runs keep the keys they had before the option
+            fields.pop("precision")
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
 
     @property

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from ..config import ConfigError
 from ..data.batching import Encoded, iterate, train_batches
 from ..io import atomic_path, load_tensors, read_json, save_tensors, write_json
-from ..model import Classifier, extract
+from ..model import Classifier, autocast, extract
 
 
 class TrainingDiverged(ConfigError):
@@ -78,12 +78,14 @@ def _step_record(clf: Classifier, step: int, loss: float, logits: torch.Tensor) 
 def finetune(clf: Classifier, train: Encoded, validation: Encoded, *, epochs: int, batch_size: int, lr: float,
              seed: int, evaluate: Callable[[np.ndarray, np.ndarray], tuple[float, dict]], state_dir: Path,
              weight_decay: float = 0.0, log_every: int = 10, eval_batch_size: int = 64,
-             desc: str = "fine-tune", on_epoch_end: Callable[[int, Classifier], None] | None = None
-             ) -> FinetuneResult:
+             desc: str = "fine-tune", on_epoch_end: Callable[[int, Classifier], None] | None = None,
+             precision: str = "fp32") -> FinetuneResult:
     """Train ``clf`` in place; on return it holds the best epoch's weights.
 
     ``evaluate(logits, labels) -> (primary metric, metrics dict)`` scores the validation set after every epoch.
     ``state_dir`` holds the resume state; it is removed once training has finished.
+    ``precision="bf16"`` runs the forward passes (training and validation) under bf16 autocast; the loss, the
+    parameters, their gradients and the optimiser state stay fp32.
     """
     state_dir = Path(state_dir)
     device = next(clf.parameters()).device
@@ -106,8 +108,9 @@ def finetune(clf: Classifier, train: Encoded, validation: Encoded, *, epochs: in
         for _, batch in bar:
             batch = {k: v.to(device) for k, v in batch.items()}
             labels = batch.pop("labels")
-            logits = clf(**batch)
-            loss = F.cross_entropy(logits, labels)
+            with autocast(device, precision):
+                logits = clf(**batch)
+            loss = F.cross_entropy(logits.float(), labels)
             if not torch.isfinite(loss):  # every later number would be NaN: stop before anything records it
                 raise TrainingDiverged(epoch + 1, step + 1, loss.item())
             optimizer.zero_grad(set_to_none=True)
@@ -119,7 +122,7 @@ def finetune(clf: Classifier, train: Encoded, validation: Encoded, *, epochs: in
             if step % log_every == 0 or step == 1:
                 result.steps.append(_step_record(clf, step, losses[-1], logits))
                 bar.set_postfix(loss=f"{np.mean(losses[-log_every:]):.4f}")
-        val_feats, val_logits = extract(clf, validation, eval_batch_size, logits=True)
+        val_feats, val_logits = extract(clf, validation, eval_batch_size, logits=True, precision=precision)
         if not np.isfinite(val_logits).all():  # the epoch's last update broke the weights after a finite loss
             raise TrainingDiverged(epoch + 1, step, float(val_logits[~np.isfinite(val_logits)][0]), "validation logit")
         primary, metrics = evaluate(val_logits, validation.labels)

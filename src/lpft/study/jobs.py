@@ -177,7 +177,7 @@ def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, folder: Path, log=pri
             k = compute_kernels_to_dir(
                 clf, train, test, folder, train_indices=train_idx, test_indices=test_idx,
                 memory_budget=s.memory_budget or DEFAULT_MEMORY_BUDGET, embedding_fraction=s.embedding_fraction,
-                seed=cfg.seed, progress=progress)
+                seed=cfg.seed, progress=progress, lock_root=ws.out)
         except ValueError as err:  # another model / sample set / options in that folder
             raise ConfigError(f"{err} (or pass another --out)") from None
 
