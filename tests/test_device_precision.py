@@ -66,9 +66,9 @@ def test_precision_option_is_checked_and_keyed():
         RunConfig(precision="fp16").resolved()
     fp32, bf16 = RunConfig().resolved(), RunConfig(precision="BF16").resolved()
     assert bf16.precision == "bf16" and bf16.run_key() != fp32.run_key()
-    # fp32 runs keep the keys they had before the option existed
+    # fp32 runs keep the keys they had before the option existed (as do default pooling / LoRA targets)
     fields = {k: v for k, v in json.loads(json.dumps(fp32.__dict__)).items()
-              if k not in ("log_every", "eval_batch_size", "precision")}
+              if k not in ("log_every", "eval_batch_size", "precision", "pooling", "lora_targets")}
     import hashlib
 
     assert fp32.run_key() == hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]

@@ -21,6 +21,7 @@ COMMANDS = {
     "evaluate": ("lpft.commands.evaluate", "evaluate a run on its test split and on out-of-distribution sets"),
     "calibrate": ("lpft.commands.calibrate", "temperature scaling, ECE / MCE and a reliability diagram for a run"),
     "ntk": ("lpft.commands.ntk", "eNTK at the start of fine-tuning: Table 2 statistics and an Eq. 1 prediction check"),
+    "claims": ("lpft.commands.claims", "test the paper's seven claims on the runs under a folder (docs/claims.md)"),
 }
 
 

@@ -41,11 +41,11 @@ from .io import check_writable_folder, environment_info, save_array, save_tensor
 from .methods.config import RunConfig
 from .methods.finetune import finetune, load_trainable_state, trainable_state
 from .methods.lora import apply_lora, merge_lora
-from .methods.lp import (default_cache_dir, encoded_fingerprint, linear_probe, pretrained_features, set_head)
+from .methods.lp import default_cache_dir, linear_probe, pretrained_features, pretrained_features_key, set_head
 from .locks import exclusive, lock_path
 from .run_files import (RunFolderError, check_config, check_head, check_history, check_logits, check_metrics,
                         check_model_header, check_model_state, check_steps)
-from .model import Classifier, extract, init_head, load_tokenizer, max_input_tokens, model_fingerprint, resolve_device
+from .model import Classifier, extract, init_head, load_tokenizer, max_input_tokens, resolve_device
 
 HEAD_STAGES = ("init", "lp", "start", "ft")
 # Test hook (tests/study): the first process to finish an epoch while this names a marker path creates the marker
@@ -120,14 +120,14 @@ def start_of_fine_tuning(cfg: RunConfig, prep: Prepared, cache: Path | None,
     """
     cfg = cfg.resolved()
     task, splits = prep.task, prep.splits
-    clf = Classifier.from_pretrained(cfg.model, task.num_labels, cfg.dropout)
+    clf = Classifier.from_pretrained(cfg.model, task.num_labels, cfg.dropout, cfg.pooling)
     init_head(clf.head, cfg.seed)
     clf.to(resolve_device(device))
     heads = {"init": _head_tensors(clf)}
     if cfg.uses_lp:
         feats = pretrained_features(clf, cfg.model, splits["train"], cache, cfg.eval_batch_size, "LP features train",
                                     cfg.precision)
-        key = f"{model_fingerprint(cfg.model)}-{encoded_fingerprint(splits['train'])}"
+        key = pretrained_features_key(clf, cfg.model, splits["train"])
         key += "" if cfg.precision == "fp32" else f"-{cfg.precision}"
         weight, bias = linear_probe(feats, splits["train"].labels, task.num_labels, cfg.lp_cs, cfg.lp_folds,
                                     cfg.lp_max_iter, cache, key)
@@ -135,7 +135,7 @@ def start_of_fine_tuning(cfg: RunConfig, prep: Prepared, cache: Path | None,
         heads["lp"] = {"weight": torch.from_numpy(weight), "bias": torch.from_numpy(bias)}
     if cfg.method != "lp":
         if cfg.uses_lora:
-            apply_lora(clf, cfg.lora_r, cfg.lora_alpha, seed=cfg.seed)
+            apply_lora(clf, cfg.lora_r, cfg.lora_alpha, seed=cfg.seed, targets=cfg.lora_targets)
         rescale_head(clf, cfg.head_norm, cfg.head_scale)
         heads["start"] = _head_tensors(clf)
     return clf, heads
@@ -333,7 +333,8 @@ class RunRecord:
 
     def pretrained(self) -> Classifier:
         """The pre-trained backbone with the run's initial head (phi0 for feature-change statistics)."""
-        clf = Classifier.from_pretrained(self.config.model, len(self.data["labels"]), self.config.dropout)
+        clf = Classifier.from_pretrained(self.config.model, len(self.data["labels"]), self.config.dropout,
+                                         self.config.pooling)
         weight, bias = self.head("init")
         with torch.no_grad():
             clf.head.weight.copy_(torch.from_numpy(weight))
@@ -345,7 +346,8 @@ class RunRecord:
         ``merge_lora_weights=True`` folds the adapters into plain weights (equal up to float rounding)."""
         clf = self.pretrained()
         if self.config.uses_lora:
-            apply_lora(clf, self.config.lora_r, self.config.lora_alpha, seed=self.config.seed)
+            apply_lora(clf, self.config.lora_r, self.config.lora_alpha, seed=self.config.seed,
+                       targets=self.config.lora_targets)
         state = check_model_state(self.path / "model.safetensors", dict(clf.named_parameters()))
         load_trainable_state(clf, state)
         return (merge_lora(clf) if merge_lora_weights else clf).eval()

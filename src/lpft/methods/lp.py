@@ -44,6 +44,14 @@ def encoded_fingerprint(enc: Encoded) -> str:
     return h.hexdigest()[:16]
 
 
+def pretrained_features_key(clf: Classifier, model_name: str, enc: Encoded) -> str:
+    """Cache key of pre-trained features: model files, tokenised split and (when not the paper's first token) the
+    pooling."""
+    key = f"{model_fingerprint(model_name)}-{encoded_fingerprint(enc)}"
+    pooling = getattr(clf, "pooling", "first")
+    return key if pooling == "first" else f"{key}-{pooling}"
+
+
 def pretrained_features(clf: Classifier, model_name: str, enc: Encoded, cache_dir: Path | None,
                         batch_size: int = 64, desc: str = "features", precision: str = "fp32") -> np.ndarray:
     """phi0 for every example, from the cache if present. ``clf`` must hold the pre-trained backbone.
@@ -57,7 +65,7 @@ def pretrained_features(clf: Classifier, model_name: str, enc: Encoded, cache_di
     if cache_dir is None:
         return compute()
     suffix = "" if precision == "fp32" else f"-{precision}"
-    path = Path(cache_dir) / "features" / f"{model_fingerprint(model_name)}-{encoded_fingerprint(enc)}{suffix}.npy"
+    path = Path(cache_dir) / "features" / f"{pretrained_features_key(clf, model_name, enc)}{suffix}.npy"
     return compute_once(path, compute, load_array, save_array, what="pre-trained features")
 
 

@@ -188,6 +188,9 @@ def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, folder: Path, log=pri
              "labels": labels, "n_train": len(train_idx), "n_test": len(test_idx),
              "train_indices": train_idx, "test_indices": test_idx,
              "embedding_fraction": s.embedding_fraction,
+             # the head FT starts from (claim 5's SGD side: `lpft claims` pairs it with the measured change)
+             "start_head_norm": float(clf.head.weight.detach().norm()), "head_norm": cfg.head_norm,
+             "head_scale": cfg.head_scale,
              "rank_tolerance": f"singular values > sigma_max * max(shape) * {RANK_EPS:.3g} (float32 eps)",
              "kernel_regression_note": "entry_*: authors' binary classifier over (sample, class) entries, chance "
                                        "1 - 1/C; argmax_*: per-sample argmax against the label",
