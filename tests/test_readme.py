@@ -101,18 +101,19 @@ def readme_cwd(shared_data):
 
 def created_folders(args) -> list[Path]:
     """The run folders a training command writes (those an `evaluate` / `calibrate` line may read)."""
-    from lpft.analysis.sweep import sweep_configs
     from lpft.commands._options import base_config, parse_list
     from lpft.config import config_from_args
     from lpft.methods.config import RunConfig
-    from lpft.report.compare import study_configs
     from lpft.runs import run_folder
+    from lpft.study import study_configs, sweep_configs
 
     if args.command == "train":
         configs = [config_from_args(RunConfig, args).resolved()]
     elif args.command == "compare":
-        configs = study_configs(base_config(args), parse_list(args.methods, "--methods"),
-                                parse_list(args.seeds, "--seeds", int))
+        tasks = parse_list(args.tasks, "--tasks") if args.tasks else [args.task]
+        configs = [c for task in tasks for c in study_configs(base_config(args, task=task),
+                                                                parse_list(args.methods, "--methods"),
+                                                                parse_list(args.seeds, "--seeds", int))]
     elif args.command == "norm-sweep":
         configs = sweep_configs(base_config(args), parse_list(args.methods, "--methods"),
                                 parse_list(args.norms, "--norms", float), parse_list(args.seeds, "--seeds", int),
@@ -129,6 +130,8 @@ def dry_run(line: Line, args, created: dict[Path, str]) -> None:
     from lpft.methods.config import RunConfig
     from lpft.model import hub_options, resolve_model_path
 
+    if getattr(args, "tasks", None):  # compare --tasks: check the first task like --task
+        args.task = args.tasks.split(",")[0]
     if line.needs_other:  # files we do not have here: the options must still be valid
         if args.command in TRAINING_COMMANDS:
             config_from_args(RunConfig, args).resolved()

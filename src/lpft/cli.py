@@ -16,6 +16,7 @@ import sys
 COMMANDS = {
     "train": ("lpft.commands.train", "train one method on one task and write a run folder"),
     "compare": ("lpft.commands.compare", "run the paper's study on one task and write a report folder"),
+    "study": ("lpft.commands.study", "a multi-task study from a TOML file (tasks, methods, seeds, sweeps, eNTKs)"),
     "norm-sweep": ("lpft.commands.norm_sweep", "feature change against the head norm at the start of FT"),
     "evaluate": ("lpft.commands.evaluate", "evaluate a run on its test split and on out-of-distribution sets"),
     "calibrate": ("lpft.commands.calibrate", "temperature scaling, ECE / MCE and a reliability diagram for a run"),

@@ -107,7 +107,7 @@ def check_metrics(path: Path, config: RunConfig, data: dict) -> dict:
         scores = _require(path, metrics, split, lambda v: isinstance(v, dict), "an object")
         for name in data["metrics"]:
             _require(path, scores, name, _is_number, "a finite number", f"{split} ")
-    epochs = config.resolved().epochs
+    epochs = config.resolved().epochs or 0  # LP has no epochs (seed- and schedule-free): best_epoch 0
     _require(path, metrics, "best_epoch", lambda v: _is_int(v) and 0 <= v <= epochs, f"an integer in 0..{epochs}")
     _require(path, metrics, "seconds", lambda v: _is_number(v) and v >= 0, "a number of seconds")
     return metrics

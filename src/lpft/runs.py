@@ -23,6 +23,7 @@ file is a one-line :class:`RunFolderError` naming it.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -47,6 +48,9 @@ from .run_files import (RunFolderError, check_config, check_head, check_history,
 from .model import Classifier, extract, init_head, load_tokenizer, max_input_tokens, resolve_device
 
 HEAD_STAGES = ("init", "lp", "start", "ft")
+# Test hook (tests/study): the first process to finish an epoch while this names a marker path creates the marker
+# and exits at once, like a worker dying mid-run; later processes see the marker and go on.
+EXIT_HOOK_ENV = "LPFT_TEST_EXIT_AFTER_EPOCH"
 
 
 def load_task(cfg: RunConfig, data_dir: str | None = None) -> Task:
@@ -257,7 +261,8 @@ def _train_locked(cfg: RunConfig, prep: Prepared, folder: Path, cache: Path | No
         result = finetune(clf, splits["train"], splits["validation"], epochs=cfg.epochs, batch_size=cfg.batch_size,
                           lr=cfg.lr, seed=cfg.seed, evaluate=evaluate, state_dir=folder / "state",
                           weight_decay=cfg.weight_decay, log_every=cfg.log_every,
-                          eval_batch_size=cfg.eval_batch_size, desc=run_label(cfg), precision=cfg.precision)
+                          eval_batch_size=cfg.eval_batch_size, desc=run_label(cfg), precision=cfg.precision,
+                          on_epoch_end=_exit_hook)
         save_tensors(folder / "heads" / "ft.safetensors", _head_tensors(clf))
         logits = {split: extract(clf, splits[split], cfg.eval_batch_size, desc=f"evaluate {split}", logits=True,
                                  precision=cfg.precision)[1] for split in ("validation", "test")}
@@ -279,6 +284,17 @@ def _train_locked(cfg: RunConfig, prep: Prepared, folder: Path, cache: Path | No
 
         shutil.rmtree(folder / "state")
     return folder
+
+
+def _exit_hook(epoch: int, clf) -> None:
+    marker = os.environ.get(EXIT_HOOK_ENV)
+    if marker:
+        try:
+            with open(marker, "x") as f:
+                f.write(f"exited after epoch {epoch}\n")
+        except FileExistsError:
+            return
+        os._exit(17)
 
 
 class RunRecord:

@@ -15,7 +15,7 @@ from lpft.cli import main
 from lpft.config import ConfigError
 from lpft.methods.config import METHODS, RunConfig
 from lpft.model import DEFAULT_MODEL
-from lpft.report.compare import Study, run_study, study_configs
+from lpft.study import StudySpec, TaskSpec, Workspace, run_study, study_configs
 from lpft.report.plots import plot_dynamics
 from lpft.report.tables import fmt_mean_std, fmt_number, fmt_percent, markdown_table, mean_std, read_csv, write_csv
 from lpft.runs import RunRecord
@@ -45,7 +45,9 @@ def test_csv_round_trip_keeps_full_precision(tmp_path):
 
 def test_study_configs_validate_and_order_seed_major():
     cfgs = study_configs(RunConfig(task="cb", epochs=1), ["lp", "FT", "lp"], [2, 1])
-    assert [(c.method, c.seed) for c in cfgs] == [("lp", 2), ("ft", 2), ("lp", 1), ("ft", 1)]
+    # LP is seed-free: both seeds' LP cells are one run
+    assert [(c.method, c.seed) for c in cfgs] == [("lp", 0), ("ft", 2), ("lp", 0), ("ft", 1)]
+    assert cfgs[0] == cfgs[2] and cfgs[0].epochs is None
     with pytest.raises(ConfigError, match="--methods: 'sgd' is not a method"):
         study_configs(RunConfig(task="cb"), ["ft", "sgd"], [0])
     with pytest.raises(ConfigError, match="--seeds"):
@@ -68,7 +70,8 @@ def check_report_against_runs(report: Path, methods, seeds) -> list[dict]:
     assert sorted((r["method"], int(r["seed"])) for r in rows) == sorted((m, s) for m in methods for s in seeds)
     for row in rows:
         record = RunRecord(row["folder"])
-        assert (record.config.method, record.config.seed) == (row["method"], int(row["seed"]))
+        seed = 0 if row["method"] == "lp" else int(row["seed"])  # one seed-free LP run serves every seed
+        assert (record.config.method, record.config.seed) == (row["method"], seed)
         for name, value in record.metrics["test"].items():
             assert float(row[f"test_{name}"]) == value
         weight, bias = record.head("lp" if row["method"] == "lp" else "ft")
@@ -88,9 +91,9 @@ def check_report_against_runs(report: Path, methods, seeds) -> list[dict]:
 
 def test_compare_report_matches_the_run_folders(toy_runs, toy_files, tiny_bert_dir, toy_out, toy_cache, tmp_path):
     base = toy_config(toy_files, tiny_bert_dir)
-    study = Study(base=base, methods=METHODS, seeds=(0,), report=tmp_path / "report", out=toy_out,
-                  cache_dir=toy_cache, device="cpu", ood=(str(toy_files / "shifted.csv"),), gd_max_steps=2000)
-    report = run_study(study)
+    spec = StudySpec(tasks=(TaskSpec("files", base, ood=(str(toy_files / "shifted.csv"),)),), methods=METHODS,
+                     seeds=(0,), report=tmp_path / "report", gd_max_steps=2000)
+    report = run_study(spec, Workspace(out=toy_out, cache_dir=toy_cache, device="cpu"), layout="compare").report
     rows = check_report_against_runs(report, METHODS, [0])
     assert all(r["reused"] == "True" for r in rows)  # the session's runs were reused, not retrained
     assert {r["folder"] for r in rows} == {str(r.path) for r in toy_runs.values()}
@@ -125,7 +128,8 @@ def test_an_interrupted_report_leaves_the_previous_one(toy_runs, toy_files, tiny
 
     monkeypatch.setattr(compare_module, "_write_report", crash)
     with pytest.raises(KeyboardInterrupt):
-        run_study(Study(base=base, methods=("lp",), seeds=(0,), report=report, out=toy_out, cache_dir=toy_cache))
+        run_study(StudySpec(tasks=(TaskSpec("files", base),), methods=("lp",), seeds=(0,), report=report),
+                  Workspace(out=toy_out, cache_dir=toy_cache), layout="compare")
     assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no temporary folder left behind
     assert [p.name for p in report.iterdir()] == ["report.md"] and (report / "report.md").read_text() == "previous"
 
@@ -168,7 +172,7 @@ def test_lpft_compare_on_cb_end_to_end(shared_data, tmp_path, capsys):
     out = capsys.readouterr()
     report = tmp_path / "runs" / "cb" / "report"
     assert f"report: {report / 'report.md'}" in out.out
-    assert "[5/5] LP-LoRA seed 1" in out.out  # progress per run (tqdm.write prints to stdout)
+    assert "[5/5] cb LP-LoRA seed 1: test accuracy" in out.out  # progress per run (tqdm.write prints to stdout)
     rows = check_report_against_runs(report, METHODS, [1])
     lp_heads = [RunRecord(r["folder"]).head("lp")[0] for r in rows if r["method"] in ("lp", "lp-ft", "lp-lora")]
     assert all(np.array_equal(lp_heads[0], h) for h in lp_heads)  # one LP, shared

@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lpft.analysis.sweep import run_sweep, summarise_sweep, sweep_configs
+from lpft.analysis.sweep import summarise_sweep, sweep_rows
 from lpft.cli import main
 from lpft.config import ConfigError
 from lpft.methods.config import RunConfig
 from lpft.report.norm_sweep import write_sweep_report
 from lpft.report.tables import read_csv
+from lpft.runs import RunRecord
+from lpft.study import LocalExecutor, TrainJob, Workspace, sweep_configs
 
 from toy_runs import toy_config
 
@@ -32,7 +34,9 @@ def test_sweep_configs_cover_the_grid_and_validate():
 def test_sweep_runs_rescale_the_start_and_measure_feature_change(toy_files, tiny_bert_dir, tmp_path):
     base = toy_config(toy_files, tiny_bert_dir, train_subset=24)  # 3 optimiser steps per run: fast
     configs = sweep_configs(base, ["ft"], [0.5, 20.0], [0]) + sweep_configs(base, ["ft"], [3.0], [0], "scale")
-    rows = run_sweep(configs, out=tmp_path / "runs", cache_dir=tmp_path / "cache", device="cpu")
+    folders = LocalExecutor().run([TrainJob(c) for c in configs],
+                                  Workspace(out=tmp_path / "runs", cache_dir=str(tmp_path / "cache"), device="cpu"))
+    rows = sweep_rows([RunRecord(f) for f in folders], cache=tmp_path / "cache", device="cpu")
     by_value = {(r["mode"], r["value"]): r for r in rows}
     init_norm = by_value[("norm", 0.5)]["unscaled_norm"]
     assert by_value[("norm", 0.5)]["start_norm"] == pytest.approx(0.5, rel=1e-5)

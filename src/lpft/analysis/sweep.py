@@ -1,7 +1,8 @@
 """Norm-scaling sweep (paper Figure 3): rescale the head at the start of FT, fine-tune, measure the feature change.
 
-Each point is an ordinary run with ``RunConfig.head_norm`` (target ``||V||_F``; weight and bias are scaled by one
-factor) or ``RunConfig.head_scale`` (a multiplier), so sweep runs are cached, resumed and reused like any other.
+Each point is an ordinary run (planned by :func:`lpft.study.sweep_configs`) with ``RunConfig.head_norm`` (target
+``||V||_F``; weight and bias are scaled by one factor) or ``RunConfig.head_scale`` (a multiplier), so sweep runs are
+cached, resumed and reused like any other.
 The feature change is Diff(F) = mean ||phi(x) - phi0(x)|| on one split of the run's task (test by default).
 The *unscaled* norm, the head norm FT would start from without rescaling, is read from the same runs: heads/init
 for FT and LoRA, heads/lp for LP-FT and LP-LoRA.
@@ -9,38 +10,13 @@ for FT and LoRA, heads/lp for LP-FT and LP-LoRA.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..config import ConfigError
-from ..methods.config import METHODS, RunConfig
-from ..runs import RunRecord, train
+from ..runs import RunRecord
 from .run_features import run_split, table1_statistics
-
-MODES = ("norm", "scale")
-SWEEP_METHODS = tuple(m for m in METHODS if m != "lp")  # LP has no FT stage to start
-
-
-def sweep_configs(base: RunConfig, methods, values, seeds, mode: str = "norm") -> list[RunConfig]:
-    """One resolved config per (method, value, seed), validated before anything runs."""
-    if mode not in MODES:
-        raise ConfigError(f"sweep mode {mode!r} is unknown: expected one of {', '.join(MODES)}")
-    bad = [m for m in methods if m not in SWEEP_METHODS]
-    if bad:
-        raise ConfigError(f"--methods: {bad[0]!r} cannot be swept (no FT stage to rescale): expected some of "
-                          f"{', '.join(SWEEP_METHODS)}")
-    if not methods or not values or not seeds:
-        raise ConfigError("a sweep needs at least one method, one norm and one seed")
-    if any(not v > 0 for v in values):
-        raise ConfigError(f"--norms must all be > 0, got {', '.join(str(v) for v in values)}")
-    def point(value: float) -> dict:
-        return {"head_norm": value, "head_scale": None} if mode == "norm" else {"head_norm": None, "head_scale": value}
-
-    return [dataclasses.replace(base, method=m, seed=s, **point(v)).resolved()
-            for m in methods for v in values for s in seeds]
 
 
 def unscaled_norm(record: RunRecord) -> float:
@@ -49,19 +25,14 @@ def unscaled_norm(record: RunRecord) -> float:
     return float(np.linalg.norm(weight))
 
 
-def run_sweep(configs: list[RunConfig], out="runs", data_dir: str | None = None, cache_dir="default",
-              device: str | None = None, split: str = "test") -> list[dict]:
-    """Train (or reuse) every sweep run, then one row per run: method, seed, value, start / unscaled norms,
-    Diff / CS / FDR of ``split``, the test primary metric and the run folder."""
-    from ..methods.lp import default_cache_dir
-
-    cache = default_cache_dir() if cache_dir == "default" else (Path(cache_dir) if cache_dir else None)
+def sweep_rows(records: list[RunRecord], data_dir: str | None = None, cache: Path | None = None,
+               device: str | None = None, split: str = "test") -> list[dict]:
+    """One row per finished sweep run: method, seed, value, start / unscaled norms, Diff / CS / FDR of ``split``,
+    the test primary metric and the run folder."""
     rows = []
-    bar = tqdm(configs, desc="norm sweep", unit="run")
-    for cfg in bar:
+    for record in tqdm(records, desc="norm sweep analysis", unit="run"):
+        cfg = record.config
         value = cfg.head_norm if cfg.head_norm is not None else cfg.head_scale
-        bar.set_postfix_str(f"{cfg.method} {value:g} seed {cfg.seed}")
-        record = RunRecord(train(cfg, out=out, data_dir=data_dir, cache_dir=cache, device=device))
         stats = table1_statistics(record, run_split(record, split, data_dir), cache, device)
         primary = record.data["metrics"][0]
         rows.append({"method": cfg.method, "seed": cfg.seed, "mode": "norm" if cfg.head_norm is not None else "scale",

@@ -8,8 +8,7 @@ from typing import Callable
 from ..config import ConfigError, add_config_arguments, config_from_args, field_docs
 from ..methods.config import RunConfig
 
-# run options a study sets itself, per run (a sweep also sets the head norm)
-STUDY_SKIPS = ("method", "seed", "head_norm", "head_scale")
+from ..study.spec import STUDY_SKIPS  # run options a study sets itself, per run (a sweep also sets the head norm)
 
 
 def parse_list(value: str | list[str], option: str, kind: Callable = str, what: str = "a value") -> list:
@@ -28,15 +27,59 @@ def parse_list(value: str | list[str], option: str, kind: Callable = str, what: 
     return out
 
 
-def add_study_arguments(parser: argparse.ArgumentParser) -> None:
+def add_study_arguments(parser: argparse.ArgumentParser, multi_task: bool = False) -> None:
     """Every ``lpft train`` option except those the study varies per run; ``--task`` is required, because a study
-    trains many runs and should not fall back on ``lpft train``'s demonstration task without being asked."""
-    parser.add_argument("--task", required=True, help=field_docs(RunConfig)["task"])
+    trains many runs and should not fall back on ``lpft train``'s demonstration task without being asked.
+    ``multi_task``: ``--tasks`` may replace ``--task`` (one of the two is required)."""
+    if multi_task:
+        group = parser.add_mutually_exclusive_group(required=True)
+        group.add_argument("--task", help=field_docs(RunConfig)["task"])
+        group.add_argument("--tasks", default=None,
+                           help="comma-separated tasks for a multi-task study: one report with a section per task "
+                                "and a cross-task table shaped like the paper's Table 8")
+    else:
+        parser.add_argument("--task", required=True, help=field_docs(RunConfig)["task"])
     add_config_arguments(parser, RunConfig, skip=STUDY_SKIPS + ("task",))
 
 
-def base_config(args: argparse.Namespace) -> RunConfig:
-    return config_from_args(RunConfig, args)
+def base_config(args: argparse.Namespace, **overrides) -> RunConfig:
+    return config_from_args(RunConfig, args, **overrides)
+
+
+def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the study's runs execute (none of it changes the numbers)."""
+    group = parser.add_argument_group("executor")
+    group.add_argument("--executor", default="local", choices=("local", "ray"),
+                       help="local: one run after another in this process; ray: each run and each eNTK is a Ray "
+                            "task (needs pip install -e '.[ray]'; --out and --cache-dir must be on a filesystem "
+                            "every worker sees)")
+    group.add_argument("--ray-address", default=None,
+                       help="with --executor ray: 'auto' joins a running cluster; unset starts a local Ray instance")
+    group.add_argument("--cpus-per-run", type=float, default=1,
+                       help="with --executor ray: CPUs each run reserves (also its torch threads)")
+    group.add_argument("--gpus-per-run", type=float, default=0, help="with --executor ray: GPUs each run reserves")
+    group.add_argument("--max-retries", type=int, default=3,
+                       help="with --executor ray: times a run is restarted after its worker died (it resumes from "
+                            "its last finished epoch)")
+
+
+def executor_from_args(args: argparse.Namespace):
+    from ..study import make_executor
+
+    if args.executor == "local":
+        return make_executor("local")
+    return make_executor("ray", address=args.ray_address, cpus_per_run=args.cpus_per_run,
+                         gpus_per_run=args.gpus_per_run, max_retries=args.max_retries)
+
+
+def workspace_from_args(args: argparse.Namespace):
+    from pathlib import Path
+
+    from ..study import Workspace
+    from .train import cache_arg
+
+    return Workspace(out=Path(args.out), data_dir=args.data_dir, cache_dir=cache_arg(args.cache_dir),
+                     device=args.device)
 
 
 def open_run(path: str):

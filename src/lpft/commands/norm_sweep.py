@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
-from ._options import add_study_arguments, base_config, parse_list
-from .train import add_run_location_arguments, cache_arg, format_table
+from ._options import (add_executor_arguments, add_study_arguments, base_config, executor_from_args, parse_list,
+                       workspace_from_args)
+from .train import add_run_location_arguments, format_table
 
 DESCRIPTION = ("Trains one run per method, norm and seed under <out>/<task>/ (finished runs are reused) and "
                "writes report.md, sweep.csv and the figure to --report (unset: <out>/<task>/norm-sweep).")
@@ -26,36 +26,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", default=None, help="report folder; unset: <out>/<task>/norm-sweep")
     add_study_arguments(parser)
     add_run_location_arguments(parser)
+    add_executor_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis.sweep import run_sweep, summarise_sweep, sweep_configs
-    from ..config import ConfigError
-    from ..data import SPLITS
-    from ..report.norm_sweep import write_sweep_report
     from ..report.tables import fmt_number
+    from ..study import StudySpec, SweepSpec, TaskSpec, plan, run_study
 
-    if args.split not in SPLITS:
-        raise ConfigError(f"--split {args.split!r} is unknown: expected one of {', '.join(SPLITS)}")
-    mode = "scale" if args.multipliers else "norm"
     base = base_config(args)
-    methods = [m.lower() for m in parse_list(args.methods, "--methods", what="a method")]
-    values = parse_list(args.norms, "--norms", float, "a number")
-    seeds = parse_list(args.seeds, "--seeds", int, "an integer seed")
-    configs = sweep_configs(base, methods, values, seeds, mode)
-    rows = run_sweep(configs, out=args.out, data_dir=args.data_dir, cache_dir=cache_arg(args.cache_dir),
-                     device=args.device, split=args.split)
-    summary = summarise_sweep(rows)
-    report = Path(args.report or Path(args.out) / configs[0].task / "norm-sweep")
-    settings = {"mode": mode, "methods": methods, "values": values, "seeds": seeds, "split": args.split,
-                "config": {k: v for k, v in dataclasses.asdict(configs[0]).items()
-                           if k not in ("method", "seed", "head_norm", "head_scale")}}
-    write_sweep_report(report, rows, summary, mode, configs[0].task, args.split, settings)
+    seeds = tuple(parse_list(args.seeds, "--seeds", int, "an integer seed"))
+    sweep = SweepSpec(methods=tuple(m.lower() for m in parse_list(args.methods, "--methods", what="a method")),
+                      values=tuple(parse_list(args.norms, "--norms", float, "a number")),
+                      mode="scale" if args.multipliers else "norm", seeds=seeds, split=args.split)
+    task = base.task.lower()
+    spec = StudySpec(tasks=(TaskSpec(task, base),), seeds=seeds, compare=False, sweep=sweep,
+                     report=Path(args.report or Path(args.out) / task / "norm-sweep"), source="lpft norm-sweep")
+    ws = workspace_from_args(args)
+    plan(spec, ws.data_dir)  # checked before an executor (or Ray) starts
+    result = run_study(spec, ws, executor_from_args(args), layout="sweep")
 
-    table = [["method", "norm" if mode == "norm" else "multiplier", "start ||V||", "Diff(F) mean", "std", "seeds"]]
+    summary = result.sweeps[task]["summary"]
+    table = [["method", "norm" if sweep.mode == "norm" else "multiplier", "start ||V||", "Diff(F) mean", "std",
+              "seeds"]]
     table += [[r["method"], f"{r['value']:g}", fmt_number(r["start_norm_mean"]), fmt_number(r["diff_mean"]),
                fmt_number(r["diff_std"]), str(r["n"])] for r in summary]
     print()
     print(format_table(table))
-    print(f"report: {report / 'report.md'}")
+    print(f"report: {result.report / 'report.md'}")
     return 0

@@ -7,14 +7,12 @@ Writes ``<out>/<task>/ntk/<method>-seed<seed>-n<N>x<M>-<key>/``: the kernels (re
 from __future__ import annotations
 
 import argparse
-import time
-from pathlib import Path
 
-import numpy as np
-
-from ..config import ConfigError, add_config_arguments, config_from_args
+from ..config import add_config_arguments, config_from_args
 from ..methods.config import RunConfig
-from .train import add_run_location_arguments, cache_arg, format_table
+from ..study.jobs import ntk_folder  # noqa: F401  (where the study puts an eNTK; re-exported for callers)
+from ._options import add_executor_arguments, executor_from_args, workspace_from_args
+from .train import add_run_location_arguments, format_table
 
 
 DESCRIPTION = ("Writes <out>/<task>/ntk/<method>-seed<seed>-n<N>x<M>-<key>/ (default out: runs): the kernels "
@@ -43,126 +41,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="adamw: the real training loop; sgd: same batches and schedule with plain SGD")
     parser.add_argument("--predict-dropout", action=argparse.BooleanOptionalAction, default=True,
                         help="dropout during the predicted fine-tuning as in training (off: Eq. 1 exact as lr -> 0)")
-
-
-def ntk_folder(out: str | Path, cfg: RunConfig, n_train: int, n_test: int, memory_budget: int,
-               embedding_fraction: float | None) -> Path:
-    """The folder of one kernel computation: keyed on the run options (``run_key``) and on every option that
-    changes the kernels, so a small trial and the full computation never collide. The Eq. 1 / Eq. 2 options only
-    change ``stats.json`` and ``summary.md``, which every command rewrites (and which record them)."""
-    import hashlib
-    import json
-
-    options = {"run": cfg.run_key(), "n_train": n_train, "n_test": n_test, "memory_budget": memory_budget,
-               "embedding_fraction": embedding_fraction}
-    key = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
-    return Path(out) / cfg.task / "ntk" / f"{cfg.method}-seed{cfg.seed}-n{n_train}x{n_test}-{key}"
-
-
-class KernelProgress:
-    """A progress bar over the kernel's parameter groups (stderr), opened at the first finished group."""
-
-    def __init__(self):
-        self.bar = None
-
-    def __call__(self, done: int, total: int, name: str) -> None:
-        from tqdm.auto import tqdm
-
-        if self.bar is None:  # a resumed computation starts past 0
-            self.bar = tqdm(total=total, initial=done - 1, desc="eNTK parameter groups", unit="group")
-        self.bar.set_postfix_str(name, refresh=False)
-        self.bar.update(1)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.close()
+    add_executor_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io import check_writable_folder, write_json
-    from ..ntk import compute_kernels_to_dir, frobenius_norm, ft_ratio, kernel_regression, numerical_rank, residuals
-    from ..ntk.gradients import DEFAULT_MEMORY_BUDGET
-    from ..ntk.report import PAPER_CB, make_plots, summary_markdown
-    from ..ntk.stats import RANK_EPS
-    from ..model import extract
-    from ..runs import prepare, resolve_cache, start_of_fine_tuning
+    from ..io import check_writable_folder, read_json
+    from ..study import NtkSpec, StudySpec, TaskSpec, plan, run_study
 
-    started = time.perf_counter()
-    cfg = config_from_args(RunConfig, args).resolved()
-    if cfg.method == "lp":
-        raise ConfigError("--method lp has no fine-tuning stage, so no FT eNTK: use ft, lp-ft, lora or lp-lora")
-    for name in ("n_train", "n_test"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.embedding_fraction is not None and not 0 < args.embedding_fraction <= 1:
-        raise ConfigError(f"--embedding-fraction must be in (0, 1], got {args.embedding_fraction}")
-    if args.memory_budget is not None and args.memory_budget <= 0:
-        raise ConfigError(f"--memory-budget must be > 0, got {args.memory_budget}")
-
-    check_writable_folder(args.out, "--out")
-    if cache_arg(args.cache_dir) not in (None, "default"):
-        check_writable_folder(args.cache_dir, "--cache-dir")
-    prep = prepare(cfg, args.data_dir)
-    train_idx = list(range(min(args.n_train, len(prep.splits["train"]))))
-    test_idx = list(range(min(args.n_test, len(prep.splits["test"]))))
-    train, test = prep.splits["train"].subset(train_idx), prep.splits["test"].subset(test_idx)
-    clf, _ = start_of_fine_tuning(cfg, prep, resolve_cache(cache_arg(args.cache_dir)), args.device)
-    C = prep.task.num_labels
-    labels = list(prep.task.labels)
-
-    memory_budget = args.memory_budget or DEFAULT_MEMORY_BUDGET
-    folder = ntk_folder(args.out, cfg, len(train_idx), len(test_idx), memory_budget, args.embedding_fraction)
-    print(f"eNTK of {cfg.method.upper()} on {cfg.task} at the start of FT: {len(train_idx)} train x "
-          f"{len(test_idx)} test samples, {C} classes -> {folder}")
-    with KernelProgress() as progress:
-        try:
-            k = compute_kernels_to_dir(
-                clf, train, test, folder, train_indices=train_idx, test_indices=test_idx,
-                memory_budget=memory_budget, embedding_fraction=args.embedding_fraction, seed=cfg.seed,
-                progress=progress, lock_root=args.out)
-        except ValueError as err:  # another model / sample set / options in that folder
-            raise ConfigError(f"{err} (or pass another --out)") from None
-
-    train_logits = extract(clf, train, cfg.eval_batch_size, logits=True)[1].astype(np.float64)
-    delta = residuals(train_logits, train.labels)
-    kernels = {"P": (k.P_train, k.P_test), "F": (k.F_train, k.F_test), "P+F": (k.full_train, k.full_test)}
-    stats = {"task": cfg.task, "method": cfg.method, "model": cfg.model, "seed": cfg.seed, "num_labels": C,
-             "labels": labels, "n_train": len(train_idx), "n_test": len(test_idx),
-             "train_indices": train_idx, "test_indices": test_idx,
-             "embedding_fraction": args.embedding_fraction,
-             # the head FT starts from (claim 5's SGD side: `lpft claims` pairs it with the measured change)
-             "start_head_norm": float(clf.head.weight.detach().norm()), "head_norm": cfg.head_norm,
-             "head_scale": cfg.head_scale,
-             "rank_tolerance": f"singular values > sigma_max * max(shape) * {RANK_EPS:.3g} (float32 eps)",
-             "kernel_regression_note": "entry_*: authors' binary classifier over (sample, class) entries, chance "
-                                       "1 - 1/C; argmax_*: per-sample argmax against the label",
-             "ft_ratio": ft_ratio(k.P_train, k.F_train, delta, C),
-             "ft_ratio_note": "mean over train x of ||sum_i F(x,x_i) delta_i|| / ||sum_i (P+F)(x,x_i) delta_i||, "
-                              "delta from the start-of-FT logits",
-             "kernels": {}}
-    for name, (Ktr, Kte) in kernels.items():
-        kr = kernel_regression(Ktr, train.labels, Kte, test.labels, num_labels=C)
-        stats["kernels"][name] = {"rank": numerical_rank(Ktr), "size": int(Ktr.shape[0]),
-                                  "frobenius": frobenius_norm(Ktr),
-                                  "entry_train": kr.entry_train, "entry_test": kr.entry_test,
-                                  "argmax_train": kr.argmax_train, "argmax_test": kr.argmax_test,
-                                  "entry_chance": kr.entry_chance}
-    if args.predict:
-        from ..ntk.predict import predict_and_compare
-
-        print("  predicting one fine-tuning epoch from the kernel (Eq. 1) and running it", flush=True)
-        stats["predict"] = predict_and_compare(k, clf, train, test, train_logits, batch_size=cfg.batch_size,
-                                               lr=cfg.lr, seed=cfg.seed, weight_decay=cfg.weight_decay, epochs=1,
-                                               optimizer=args.predict_optimizer,
-                                               eval_batch_size=cfg.eval_batch_size, dropout=args.predict_dropout)
-    stats["seconds"] = time.perf_counter() - started
-    write_json(folder / "stats.json", stats)
-    make_plots(k, train.labels, C, folder, labels, title=f"{cfg.method.upper()} on {cfg.task}")
-    (folder / "summary.md").write_text(summary_markdown(stats, paper=PAPER_CB if cfg.task == "cb" else None))
-
+    cfg = config_from_args(RunConfig, args)
+    settings = NtkSpec(methods=(cfg.method.lower(),), seeds=(cfg.seed,), n_train=args.n_train, n_test=args.n_test,
+                       memory_budget=args.memory_budget, embedding_fraction=args.embedding_fraction,
+                       predict=args.predict, predict_optimizer=args.predict_optimizer,
+                       predict_dropout=args.predict_dropout)
+    spec = StudySpec(tasks=(TaskSpec(cfg.task.lower(), cfg),), compare=False, ntk=settings, source="lpft ntk")
+    ws = workspace_from_args(args)
+    plan(spec, ws.data_dir)  # checked before an executor (or Ray) starts
+    check_writable_folder(ws.out, "--out")
+    if ws.cache_dir not in (None, "default"):
+        check_writable_folder(ws.cache_dir, "--cache-dir")
+    (folder,) = next(iter(run_study(spec, ws, executor_from_args(args), layout="none").ntk.values()))
+    stats = read_json(folder / "stats.json")
     rows = [["kernel", "rank", "FN", "entry tr/te", "argmax tr/te"]]
     for name, s in stats["kernels"].items():
         rows.append([name, f"{s['rank']}/{s['size']}", f"{s['frobenius']:.4g}",
@@ -173,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"FT ratio: {stats['ft_ratio']:.4f}")
     if "predict" in stats:
         p = stats["predict"]["test"]
-        print(f"Eq. 1 prediction of one {args.predict_optimizer} epoch (test logits): cosine {p['cosine']:.4f}, "
+        print(f"Eq. 1 prediction of one {settings.predict_optimizer} epoch (test logits): cosine {p['cosine']:.4f}, "
               f"rel. error {p['rel_error_sgd_scale']:.4f} at the SGD scale, {p['rel_error_fitted']:.4f} after "
               f"fitting the scale (x{p['fitted_scale']:.4g})")
         f = stats["predict"].get("features_test")

@@ -43,6 +43,12 @@ _TABLE6_MORE = {"boss-amazon": {"ft": (16, 1e-5), "lora": (16, 1e-3), "lp-ft": (
 HYPERPARAMETERS.update({(t, m): v for t, row in _TABLE6_MORE.items() for m, v in row.items()})
 HYPERPARAMETERS.update({("boss-amazon-full", m): v for m, v in _TABLE6_MORE["boss-amazon"].items()})
 
+# Options that only shape the fine-tuning stage. LP is a deterministic probe on frozen features, so for method lp
+# these are reset to their defaults (epochs, batch size and lr to unset): one LP run per (model, task, data), shared
+# by every seed and schedule of a study, instead of a new LP folder for each --seed or --epochs.
+FT_ONLY_FIELDS = ("seed", "epochs", "batch_size", "lr", "weight_decay", "dropout", "lora_r", "lora_alpha",
+                  "head_norm", "head_scale", "log_every", "lora_targets")
+
 # Tasks whose default schedule is shortened so the default `lpft train` finishes in minutes on 2 CPU cores.
 QUICK_DEFAULTS = {"bbc-news": {"epochs": 1, "max_length": 64}}
 
@@ -172,6 +178,10 @@ class RunConfig:
             if not all(names):
                 raise ConfigError(f"--lora-targets {self.lora_targets!r}: expected comma-separated module names")
             cfg.lora_targets = ",".join(names)
+        if cfg.method == "lp":  # validated above like any run; then the options LP ignores are normalised away
+            defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+            for name in FT_ONLY_FIELDS:
+                setattr(cfg, name, None if name in ("epochs", "batch_size", "lr") else defaults[name])
         return cfg
 
     def run_key(self) -> str:

@@ -1,8 +1,8 @@
-"""The ``lpft compare`` study: train what is missing, analyse the run folders, write one report folder.
+"""The compare report of one task: analyse its finished run folders, write one report folder.
 
-For every (seed, method) the study calls :func:`lpft.runs.train`, which reuses finished runs and resumes killed
-ones; LP is shared by LP, LP-FT and LP-LoRA through the feature / probe cache of ``methods/lp.py``. Everything in
-the report is then computed from the run folders alone. The report folder holds::
+What gets trained is decided by the study layer (:mod:`lpft.study`); this module only reads run folders and
+renders. Each cell of the methods × seeds grid is a :class:`RunSlot` (LP's seed-free run fills the LP cell of
+every seed). The report folder holds::
 
     report.md          tables shaped like the paper's Tables 8, 1 and 3 (mean ± std over seeds), the paper's
                        RoBERTa-base numbers beside ours where the task matches, and the figures
@@ -21,7 +21,6 @@ study leaves the previous report (or none), never a half-written one.
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,15 +30,11 @@ from tqdm.auto import tqdm
 
 from ..analysis.calibration import calibration_report, reliability_bins, reliability_diagram
 from ..analysis.dynamics import lp_dynamics
-from ..analysis.ood import evaluate_ood, is_file_spec
+from ..analysis.ood import evaluate_ood
 from ..analysis.run_features import final_head, run_features, run_split, table1_statistics
 from ..analysis.tsne import embed_with_head, tsne_figure
-from ..config import ConfigError
-from ..data import SPLITS, DataError, get_task
 from ..io import write_json
-from ..methods.config import METHODS, RunConfig
-from ..methods.lp import default_cache_dir
-from ..runs import HEAD_STAGES, RunRecord, load_task, run_folder, train
+from ..runs import HEAD_STAGES, RunRecord
 from . import paper
 from .output import report_folder
 from .plots import plot_dynamics
@@ -49,43 +44,38 @@ LABEL = {"lp": "LP", "ft": "FT", "lp-ft": "LP-FT", "lora": "LoRA", "lp-lora": "L
 
 
 @dataclass
-class Study:
-    """What ``lpft compare`` runs; ``base`` supplies every run option except method and seed."""
+class RunSlot:
+    """One cell of a task's methods × seeds grid with the finished run that fills it. LP's run is seed-free, so one
+    LP run fills the LP cell of every seed."""
 
-    base: RunConfig
-    methods: tuple[str, ...]
-    seeds: tuple[int, ...]
-    report: Path
-    out: Path = Path("runs")
-    data_dir: str | None = None
-    cache_dir: str | Path | None = "default"
-    device: str | None = None
+    method: str
+    seed: int
+    record: RunRecord
+    reused: bool = False
+
+
+@dataclass
+class CompareSettings:
+    """How the report analyses the runs (none of it changes a run)."""
+
     split: str = "test"
     ood: tuple[str, ...] = ()
     tsne_samples: int = 500
     gd_max_steps: int = 100_000
+    data_dir: str | None = None
+    cache: Path | None = None
+    device: str | None = None
 
 
-def study_configs(base: RunConfig, methods, seeds) -> list[RunConfig]:
-    """Resolved configs, seed-major (one seed's LP-based runs share the probe right away); all validated first."""
-    methods = list(dict.fromkeys(m.strip().lower() for m in methods))
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise ConfigError(f"--methods: {unknown[0] if unknown else '(none)'!r} is not a method: expected a "
-                          f"comma-separated list of {', '.join(METHODS)}")
-    if not seeds:
-        raise ConfigError("--seeds: expected at least one seed")
-    return [dataclasses.replace(base, method=m, seed=s).resolved() for s in dict.fromkeys(seeds) for m in methods]
-
-
-def _collect(record: RunRecord, study: Study, cache) -> dict:
+def _collect(record: RunRecord, settings: CompareSettings) -> dict:
     """Every per-run number of the report, read from the run folder (features computed once and cached there)."""
     cfg = record.config
     row = {"method": cfg.method, "seed": cfg.seed, "best_epoch": record.metrics["best_epoch"],
            "seconds": record.metrics.get("seconds")}
     for split, key in (("validation", "val"), ("test", "test")):
         row.update({f"{split}_{m}": v for m, v in record.metrics[key].items()})
-    row.update(table1_statistics(record, run_split(record, study.split, study.data_dir), cache, study.device))
+    row.update(table1_statistics(record, run_split(record, settings.split, settings.data_dir), settings.cache,
+                                 settings.device))
     for stage in HEAD_STAGES:
         if (record.path / "heads" / f"{stage}.safetensors").exists():
             row[f"norm_{stage}"] = float(np.linalg.norm(record.head(stage)[0]))
@@ -95,77 +85,61 @@ def _collect(record: RunRecord, study: Study, cache) -> dict:
     return row
 
 
-def run_study(study: Study) -> Path:
-    """Run the study and write its report folder; returns the folder."""
-    if study.split not in SPLITS:
-        raise ConfigError(f"--split {study.split!r} is unknown: expected one of {', '.join(SPLITS)}")
-    if study.tsne_samples < 4:
-        raise ConfigError(f"--tsne-samples must be >= 4, got {study.tsne_samples}")
-    if study.gd_max_steps < 1:
-        raise ConfigError(f"--gd-max-steps must be >= 1, got {study.gd_max_steps}")
-    configs = study_configs(study.base, study.methods, study.seeds)
-    _check_ood_sets(study, configs[0])
-    cache = default_cache_dir() if study.cache_dir == "default" else (
-        Path(study.cache_dir) if study.cache_dir else None)
-    started = time.perf_counter()
+@dataclass
+class TaskAnalysis:
+    """Everything a task's report shows, computed from its run folders."""
 
-    records, reused = [], []
-    bar = tqdm(configs, desc="compare", unit="run")
-    for i, cfg in enumerate(bar):
-        bar.set_postfix_str(f"{cfg.method} seed {cfg.seed}")
-        reused.append((run_folder(cfg, study.out) / "metrics.json").exists())
-        t0 = time.perf_counter()
-        record = RunRecord(train(cfg, out=study.out, data_dir=study.data_dir, cache_dir=cache, device=study.device))
-        records.append(record)
-        primary = record.data["metrics"][0]
-        tqdm.write(f"[{i + 1}/{len(configs)}] {LABEL[cfg.method]} seed {cfg.seed}: test {primary} "
-                   f"{record.metrics['test'][primary]:.4f} ({'reused' if reused[-1] else 'trained'}, "
-                   f"{time.perf_counter() - t0:.0f} s)")
-    train_seconds = time.perf_counter() - started
+    task: str
+    slots: list[RunSlot]
+    records: list[RunRecord]  # distinct runs, in grid order
+    rows: list[dict]  # one per slot
+    gd: list[dict]
+    ood_rows: list[dict]
 
-    rows = []
-    for record, was_reused in zip(tqdm(records, desc="analyse runs", unit="run"), reused):
-        rows.append({**_collect(record, study, cache), "reused": was_reused})
-    gd = _lp_gradient_descent(records, study, cache)
+
+def analyse_task(task: str, slots: list[RunSlot], settings: CompareSettings) -> TaskAnalysis:
+    """Per-slot rows (each distinct run analysed once), LP by gradient descent, OOD evaluation."""
+    records = list({str(s.record.path): s.record for s in slots}.values())
+    per_run = {str(r.path): _collect(r, settings) for r in tqdm(records, desc=f"analyse {task} runs", unit="run")}
+    rows = [{**per_run[str(s.record.path)], "method": s.method, "seed": s.seed, "reused": s.reused} for s in slots]
+    gd = _lp_gradient_descent(records, settings)
     ood_rows = []
-    for record in (tqdm(records, desc="OOD evaluation", unit="run") if study.ood else ()):
-        for r in evaluate_ood(record, list(study.ood), study.data_dir, cache, device=study.device):
-            ood_rows.append({"method": record.config.method, "seed": record.config.seed, **r})
+    for record in (tqdm(records, desc="OOD evaluation", unit="run") if settings.ood else ()):
+        for r in evaluate_ood(record, list(settings.ood), settings.data_dir, settings.cache, device=settings.device):
+            for slot in (s for s in slots if s.record.path == record.path):
+                ood_rows.append({"method": slot.method, "seed": slot.seed, **r})
+    return TaskAnalysis(task, slots, records, rows, gd, ood_rows)
 
-    with report_folder(study.report) as tmp:
-        _write_report(tmp, study, configs, records, rows, gd, ood_rows, cache)
-        write_json(tmp / "study.json", {
-            "task": configs[0].task, "methods": list(dict.fromkeys(c.method for c in configs)),
-            "seeds": list(dict.fromkeys(c.seed for c in configs)), "split": study.split, "ood": list(study.ood),
-            "config": {k: v for k, v in dataclasses.asdict(configs[0]).items() if k not in ("method", "seed")},
+
+def study_info(analysis: TaskAnalysis, settings: CompareSettings, seconds: dict | None = None) -> dict:
+    slots = analysis.slots
+    ft = next((s.record.config for s in slots if s.method != "lp"), slots[0].record.config)
+    return {"task": analysis.task, "methods": list(dict.fromkeys(s.method for s in slots)),
+            "seeds": list(dict.fromkeys(s.seed for s in slots)), "split": settings.split, "ood": list(settings.ood),
+            "config": {k: v for k, v in dataclasses.asdict(ft).items() if k not in ("method", "seed")},
             "runs": [{"method": r["method"], "seed": r["seed"], "folder": r["folder"], "reused": r["reused"]}
-                     for r in rows],
-            "seconds": {"training": train_seconds, "total": time.perf_counter() - started}})
-    return Path(study.report)
+                     for r in analysis.rows],
+            "seconds": seconds or {}}
 
 
-def _check_ood_sets(study: Study, cfg: RunConfig) -> None:
-    """Fail before any training on an OOD set that cannot be used: a missing file, an unknown task, other labels."""
-    if not study.ood:
-        return
-    labels = list(load_task(cfg, study.data_dir).labels)
-    for spec in study.ood:
-        if is_file_spec(spec):
-            if not Path(spec).is_file():
-                raise DataError(f"--ood: {spec}: file not found")
-        elif list(get_task(spec, study.data_dir).labels) != labels:
-            raise DataError(f"--ood: task {spec!r} has labels {', '.join(get_task(spec, study.data_dir).labels)}, "
-                            f"expected the labels of task {cfg.task!r}: {', '.join(labels)}")
+def write_compare_report(final: str | Path, task: str, slots: list[RunSlot], settings: CompareSettings,
+                         seconds: dict | None = None) -> Path:
+    """Analyse one task's runs and write its report folder (replaced whole when finished); returns the folder."""
+    analysis = analyse_task(task, slots, settings)
+    with report_folder(final) as tmp:
+        _write_report(tmp, analysis, settings)
+        write_json(tmp / "study.json", study_info(analysis, settings, seconds))
+    return Path(final)
 
 
-def _lp_gradient_descent(records: list[RunRecord], study: Study, cache) -> list[dict]:
+def _lp_gradient_descent(records: list[RunRecord], settings: CompareSettings) -> list[dict]:
     """LP by gradient descent once per seed, from that seed's first run with an LP stage."""
     out, done = [], set()
     for record in records:
         seed = record.config.seed
         if record.config.uses_lp and seed not in done:
             done.add(seed)
-            result = lp_dynamics(record, study.data_dir, cache, max_steps=study.gd_max_steps)
+            result = lp_dynamics(record, settings.data_dir, settings.cache, max_steps=settings.gd_max_steps)
             out.append({"seed": seed, **result})
     return out
 
@@ -185,19 +159,24 @@ def _summary(groups: dict[str, list[dict]], keys: list[str]) -> list[dict]:
     return out
 
 
-def _write_report(folder: Path, study: Study, configs, records, rows, gd, ood_rows, cache) -> None:
-    cfg = configs[0]
-    methods = list(dict.fromkeys(c.method for c in configs))
-    seeds = list(dict.fromkeys(c.seed for c in configs))
+def _write_report(folder: Path, analysis: TaskAnalysis, settings: CompareSettings, title: str = "lpft compare"
+                  ) -> None:
+    records, rows, gd, ood_rows = analysis.records, analysis.rows, analysis.gd, analysis.ood_rows
+    methods = list(dict.fromkeys(s.method for s in analysis.slots))
+    seeds = list(dict.fromkeys(s.seed for s in analysis.slots))
+    # the grid's fine-tuning schedule (LP's config carries none)
+    cfg = next((s.record.config for s in analysis.slots if s.method != "lp"), analysis.slots[0].record.config)
+    task = analysis.task
     groups = _by_method(rows, methods)
     metric_names = records[0].data["metrics"]
     primary = metric_names[0]
     write_csv(folder / "runs.csv", rows)
-    md = [f"# lpft compare: {cfg.task}", "",
+    lp_note = " LP does not depend on the seed: one LP run serves every seed." if "lp" in methods else ""
+    md = [f"# {title}: {task}", "",
           f"Model `{cfg.model}`; methods {', '.join(LABEL[m] for m in methods)}; seeds {', '.join(map(str, seeds))}; "
-          f"{cfg.epochs} epoch(s); max length {cfg.max_length}; train subset {cfg.train_subset or 'all'}, "
+          f"{cfg.epochs or '–'} epoch(s); max length {cfg.max_length}; train subset {cfg.train_subset or 'all'}, "
           f"eval subset {cfg.eval_subset or 'all'}. Mean ± sample std over seeds. "
-          f"{sum(r['reused'] for r in rows)} of {len(rows)} runs reused. Definitions: `docs/analysis.md`.", ""]
+          f"{sum(r['reused'] for r in rows)} of {len(rows)} runs reused.{lp_note} Definitions: `docs/analysis.md`.", ""]
 
     # --- paper Table 8: test metrics
     metric_keys = [f"{s}_{m}" for s in ("test", "validation") for m in metric_names]
@@ -231,7 +210,7 @@ def _write_report(folder: Path, study: Study, configs, records, rows, gd, ood_ro
     for m in methods:
         table.append([LABEL[m]] + [fmt_mean_std((r[k] for r in groups[m]), fmts.get(k, fmt_number))
                                    for k in stat_keys] + paper_cells(m))
-    md += [f"## Feature statistics on the {study.split} split (paper Table 1)", "", markdown_table(header, table), "",
+    md += [f"## Feature statistics on the {settings.split} split (paper Table 1)", "", markdown_table(header, table), "",
            "Pre-trained: phi0 with the runs' initial (random) heads. LP leaves the backbone unchanged, so its Diff(F) "
            "is 0. FDR uses a ridge on S_W; its magnitude depends on h and N, compare it between methods only.", ""]
 
@@ -261,7 +240,7 @@ def _write_report(folder: Path, study: Study, configs, records, rows, gd, ood_ro
     md += _reliability(folder, records, methods)
 
     md += _dynamics(folder, records, gd, cfg.task)
-    md += _tsne(folder, study, records, methods, seeds[0], cache)
+    md += _tsne(folder, settings, records, methods, seeds[0])
     if ood_rows:
         md += _ood(folder, ood_rows, methods, primary)
 
@@ -333,22 +312,24 @@ def _dynamics(folder: Path, records: list[RunRecord], gd: list[dict], task: str)
     return md
 
 
-def _tsne(folder: Path, study: Study, records: list[RunRecord], methods: list[str], seed: int, cache) -> list[str]:
+def _tsne(folder: Path, settings: CompareSettings, records: list[RunRecord], methods: list[str], seed: int
+          ) -> list[str]:
     """Pre-trained features (with the LP head when LP ran, else the initial head) and each fine-tuned model's
     features with its final head, on the first ``tsne_samples`` examples of the split, for the first seed."""
-    runs = {r.config.method: r for r in records if r.config.seed == seed}
+    runs = {r.config.method: r for r in records if r.config.seed == seed or r.config.method == "lp"}
     any_run = next(iter(runs.values()))
-    eval_set = run_split(any_run, study.split, study.data_dir)
-    keep = slice(0, study.tsne_samples)
+    eval_set = run_split(any_run, settings.split, settings.data_dir)
+    keep = slice(0, settings.tsne_samples)
     labels, names = eval_set.labels[keep], any_run.data["labels"]
     lp_run = next((r for r in runs.values() if r.config.uses_lp), None)
     pre_head = lp_run.head("lp")[0] if lp_run else any_run.head("init")[0]
     panels = [(f"pre-trained ({'LP' if lp_run else 'initial'} head)",
-               run_features(any_run, eval_set, "pretrained", cache, device=study.device)[keep], labels, pre_head,
+               run_features(any_run, eval_set, "pretrained", settings.cache, device=settings.device)[keep], labels,
+               pre_head,
                names)]
     for m in methods:
         if m != "lp" and m in runs:
-            phi = run_features(runs[m], eval_set, "trained", cache, device=study.device)[keep]
+            phi = run_features(runs[m], eval_set, "trained", settings.cache, device=settings.device)[keep]
             panels.append((f"after {LABEL[m]}", phi, labels, final_head(runs[m])[0], names))
     csv_rows = []
     for title, feats, y, head, _ in panels:
@@ -360,7 +341,7 @@ def _tsne(folder: Path, study: Study, records: list[RunRecord], methods: list[st
     write_csv(folder / "tsne.csv", csv_rows)
     tsne_figure(panels, folder / "tsne.png")
     return ["## t-SNE of features and head rows (paper Figures 5-6)", "",
-            f"{len(labels)} {study.split} examples, seed {seed}; stars are the head's rows, rescaled to the mean "
+            f"{len(labels)} {settings.split} examples, seed {seed}; stars are the head's rows, rescaled to the mean "
             "feature norm (direction only).", "", "![t-SNE](tsne.png)", ""]
 
 

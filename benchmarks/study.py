@@ -1,0 +1,132 @@
+"""A study grid with the local executor and with Ray, side by side; Ray's scheduling overhead per run; and the share
+of the local study's time outside forward / backward passes at full scale.
+
+    python benchmarks/study.py --data-dir ../shared/data            # the issue's benchmark (CB, ~1 h on 2 cores)
+    python benchmarks/study.py --seeds 1 --methods lp,ft --epochs 1 --train-subset 48 --eval-subset 16 \\
+        --skip-full-scale --data-dir ../shared/data                 # a smoke run (minutes)
+
+1. **Local**: the grid (default CB, 5 methods x 2 seeds, 2 epochs, train subset 96) in this process with 2 torch
+   threads (``LocalExecutor``), from scratch (fresh run folder and cache).
+2. **Ray**: the same grid from scratch on a local Ray instance with 2 CPUs, each run a task with 1 CPU and 1 thread
+   (``RayExecutor``, 2 workers). Ray's start-up is timed apart. Scheduling overhead per run = (worker-slot time
+   2 x wall - the runs' own time inside ``lpft.runs.train``, from metrics.json) / runs: everything a run costs on Ray
+   beyond its own work (task dispatch, worker start and imports, idle slots while the last runs finish). The
+   study is then run again on Ray and locally with every run reused: the difference per run is Ray's dispatch cost
+   alone.
+3. **Full scale**: the same grid on the full training set (no subset) with the local executor, timed by the
+   forward / backward / optimiser timers of ``benchmarks/compare.py``: the share of wall time outside forward and
+   backward passes (goal <= 10%).
+
+Only training is timed: the report's analysis does not depend on the executor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare import PASS_BUCKETS, Timers, targets  # noqa: E402  (benchmarks/compare.py: the timers)
+
+
+def grid(args, work: Path, train_subset):
+    from lpft.methods.config import RunConfig
+    from lpft.study import StudySpec, TaskSpec, Workspace
+
+    base = RunConfig(task=args.task, epochs=args.epochs, train_subset=train_subset, eval_subset=args.eval_subset,
+                     max_length=args.max_length)
+    spec = StudySpec(tasks=(TaskSpec(args.task, base),), methods=tuple(args.methods.split(",")),
+                     seeds=tuple(int(s) for s in args.seeds.split(",")), report=work / "report")
+    return spec, Workspace(out=work / "runs", data_dir=args.data_dir, cache_dir=str(work / "cache"), device="cpu")
+
+
+def run_seconds(folders) -> float:
+    from lpft.io import read_json
+
+    return sum(read_json(Path(f) / "metrics.json")["seconds"] for f in folders)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", default="cb")
+    parser.add_argument("--methods", default="lp,ft,lp-ft,lora,lp-lora")
+    parser.add_argument("--seeds", default="1,2")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--train-subset", type=int, default=96)
+    parser.add_argument("--eval-subset", type=int, default=None)
+    parser.add_argument("--max-length", type=int, default=None)
+    parser.add_argument("--workers", type=int, default=2, help="Ray workers (1 CPU, 1 thread each) = local threads")
+    parser.add_argument("--skip-full-scale", action="store_true", help="skip part 3")
+    parser.add_argument("--data-dir", default=os.environ.get("LPFT_DATA_DIR", "../shared/data"))
+    args = parser.parse_args(argv)
+
+    from lpft.cli import _quiet_libraries
+    from lpft.study import LocalExecutor, RayExecutor, import_ray, run_study
+
+    _quiet_libraries()
+    ray = import_ray()
+    root = Path(tempfile.mkdtemp(prefix="lpft-bench-study-"))
+    print(f"grid: {args.task}, methods {args.methods}, seeds {args.seeds}, {args.epochs} epoch(s), train subset "
+          f"{args.train_subset}; {args.workers} Ray workers x 1 thread against 1 process x {args.workers} threads; "
+          f"cpus {os.cpu_count()}; work folder {root}", flush=True)
+
+    torch.set_num_threads(args.workers)
+    spec, ws = grid(args, root / "local", args.train_subset)
+    t0 = time.perf_counter()
+    local = run_study(spec, ws, LocalExecutor(), layout="none")
+    local_wall = time.perf_counter() - t0
+    n = len(local.folders)
+
+    t0 = time.perf_counter()
+    ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
+    ray_start = time.perf_counter() - t0
+    spec, ws = grid(args, root / "ray", args.train_subset)
+    t0 = time.perf_counter()
+    remote = run_study(spec, ws, RayExecutor(cpus_per_run=1), layout="none")
+    ray_wall = time.perf_counter() - t0
+    # the same study again: every run is reused, so what remains is dispatch + the reuse check, per run
+    t0 = time.perf_counter()
+    run_study(spec, ws, RayExecutor(cpus_per_run=1), layout="none")
+    ray_rerun = time.perf_counter() - t0
+    ray.shutdown()
+    spec, ws = grid(args, root / "local", args.train_subset)
+    t0 = time.perf_counter()
+    run_study(spec, ws, LocalExecutor(), layout="none")
+    local_rerun = time.perf_counter() - t0
+    inside = run_seconds(remote.folders.values())
+    overhead = (args.workers * ray_wall - inside) / n
+    mean_run = inside / n
+
+    print(f"\n=== study benchmark: {n} runs ===")
+    print(f"local, 1 process x {args.workers} threads   {local_wall:8.1f} s  "
+          f"(runs' own time {run_seconds(local.folders.values()):.1f} s)")
+    print(f"ray, {args.workers} workers x 1 thread      {ray_wall:8.1f} s  (+ {ray_start:.1f} s Ray start-up; "
+          f"runs' own time {inside:.1f} s)  speed-up x{local_wall / ray_wall:.2f}")
+    print(f"ray overhead per run           {overhead:8.2f} s  = {100 * overhead / mean_run:.1f}% of a run "
+          f"(mean run {mean_run:.1f} s)   goal <= 2 s and <= 5%")
+    print(f"  of which per-task dispatch      {(ray_rerun - local_rerun) / n:8.2f} s  (all runs reused, warm workers: "
+          f"Ray {ray_rerun:.1f} s against local {local_rerun:.1f} s for {n} runs)")
+
+    if not args.skip_full_scale:
+        spec, ws = grid(args, root / "full", None)
+        timers = Timers()
+        with timers.installed(targets()):
+            t0 = time.perf_counter()
+            run_study(spec, ws, LocalExecutor(), layout="none")
+            total = time.perf_counter() - t0
+        passes = sum(timers.seconds[b] for b in PASS_BUCKETS)
+        print(f"full {args.task} (no subset), local: {total:8.1f} s; outside forward / backward "
+              f"{total - passes:.1f} s = {100 * (total - passes) / total:.1f}%   goal <= 10%")
+        for bucket, seconds in sorted(timers.seconds.items(), key=lambda kv: -kv[1]):
+            print(f"  {bucket:45s} {seconds:8.1f} s  {100 * seconds / total:5.1f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

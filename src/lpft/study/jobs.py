@@ -1,0 +1,221 @@
+"""The units of work an executor runs: one training run (``TrainJob``) or one eNTK (``NtkJob``).
+
+A job is a small picklable description; ``execute(workspace)`` does the work in whatever process runs it and
+returns the folder it wrote. Jobs are idempotent: a finished folder is reused, an interrupted one resumed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..methods.config import RunConfig
+from .spec import NtkSpec, Workspace
+
+LABEL = {"lp": "LP", "ft": "FT", "lp-ft": "LP-FT", "lora": "LoRA", "lp-lora": "LP-LoRA"}
+
+
+def task_label(cfg: RunConfig) -> str:
+    """The task's name in progress lines; a user-file task is named by its training file."""
+    return Path(cfg.train_file).stem if cfg.task == "files" and cfg.train_file else cfg.task
+
+
+def cache_path(ws: Workspace):
+    from ..runs import resolve_cache
+
+    return resolve_cache(ws.cache_dir)
+
+
+def ntk_folder(out: str | Path, cfg: RunConfig, n_train: int, n_test: int, memory_budget: int,
+               embedding_fraction: float | None) -> Path:
+    """The folder of one kernel computation: keyed on the run options (``run_key``) and on every option that
+    changes the kernels, so a small trial and the full computation never collide. The Eq. 1 / Eq. 2 options only
+    change ``stats.json`` and ``summary.md``, which every command rewrites (and which record them)."""
+    import hashlib
+
+    options = {"run": cfg.run_key(), "n_train": n_train, "n_test": n_test, "memory_budget": memory_budget,
+               "embedding_fraction": embedding_fraction}
+    key = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
+    return Path(out) / cfg.task / "ntk" / f"{cfg.method}-seed{cfg.seed}-n{n_train}x{n_test}-{key}"
+
+
+class KernelProgress:
+    """A progress bar over the kernel's parameter groups (stderr), opened at the first finished group."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, done: int, total: int, name: str) -> None:
+        from tqdm.auto import tqdm
+
+        if self.bar is None:  # a resumed computation starts past 0
+            self.bar = tqdm(total=total, initial=done - 1, desc="eNTK parameter groups", unit="group")
+        self.bar.set_postfix_str(name, refresh=False)
+        self.bar.update(1)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    config: RunConfig  # resolved
+
+    @property
+    def label(self) -> str:
+        c = self.config
+        value = c.head_norm if c.head_norm is not None else c.head_scale
+        norm = f" head {'norm ' if c.head_norm is not None else 'x'}{value:g}" if value is not None else ""
+        seed = "" if c.method == "lp" else f" seed {c.seed}"
+        return f"{task_label(c)} {LABEL[c.method]}{seed}{norm}"
+
+    def folder(self, ws: Workspace) -> Path:
+        from ..runs import run_folder
+
+        return run_folder(self.config, ws.out)
+
+    def done(self, ws: Workspace) -> bool:
+        return (self.folder(ws) / "metrics.json").exists()
+
+    def execute(self, ws: Workspace) -> Path:
+        from ..runs import train
+
+        return train(self.config, out=ws.out, data_dir=ws.data_dir, cache_dir=cache_path(ws), device=ws.device)
+
+    def summary(self, folder: Path) -> str:
+        from ..io import read_json
+
+        metrics = read_json(folder / "metrics.json")
+        name, value = next(iter(metrics["test"].items()))
+        return f"test {name} {value:.4f}"
+
+
+@dataclass(frozen=True)
+class NtkJob:
+    """The eNTK of ``config``'s start of fine-tuning on the first ``n_train`` / ``n_test`` examples."""
+
+    config: RunConfig  # resolved, method with an FT stage
+    settings: NtkSpec
+
+    @property
+    def label(self) -> str:
+        return f"{task_label(self.config)} eNTK {LABEL[self.config.method]} seed {self.config.seed}"
+
+    def folder(self, ws: Workspace) -> Path:
+        from ..ntk.gradients import DEFAULT_MEMORY_BUDGET
+
+        n_train, n_test = self.sizes(ws)
+        return ntk_folder(ws.out, self.config, n_train, n_test, self.settings.memory_budget or DEFAULT_MEMORY_BUDGET,
+                          self.settings.embedding_fraction)
+
+    def sizes(self, ws: Workspace) -> tuple[int, int]:
+        """The numbers of train / test samples used: the first n_train / n_test, as far as the splits reach."""
+        from ..runs import load_task
+
+        task = load_task(self.config, ws.data_dir)
+        train, test = len(task.load("train")), len(task.load("test"))
+        c = self.config
+        train, test = min(train, c.train_subset or train), min(test, c.eval_subset or test)
+        return min(self.settings.n_train, train), min(self.settings.n_test, test)
+
+    def done(self, ws: Workspace) -> bool:
+        """Finished with these settings (the kernels alone are reused whatever the statistics settings)."""
+        from ..io import read_json
+
+        stats = self.folder(ws) / "stats.json"
+        return stats.exists() and read_json(stats).get("settings") == kernel_settings(self.settings)
+
+    def execute(self, ws: Workspace) -> Path:
+        if self.done(ws):
+            return self.folder(ws)
+        return compute_ntk(self.config, self.settings, ws, self.folder(ws))
+
+    def summary(self, folder: Path) -> str:
+        from ..io import read_json
+
+        return f"FT ratio {read_json(folder / 'stats.json')['ft_ratio']:.4f}"
+
+
+def kernel_settings(s: NtkSpec) -> dict:
+    """The settings one eNTK's files depend on, as they read back from JSON (lists, not tuples)."""
+    return json.loads(json.dumps({k: v for k, v in dataclasses.asdict(s).items()
+                                  if k not in ("tasks", "methods", "seeds")}))
+
+
+def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, folder: Path, log=print) -> Path:
+    """Kernels (resumable), Table-2 statistics, the optional Eq. 1 / 2 prediction check, plots and summary."""
+    import numpy as np
+
+    from ..config import ConfigError
+    from ..io import write_json
+    from ..model import extract
+    from ..ntk import compute_kernels_to_dir, frobenius_norm, ft_ratio, kernel_regression, numerical_rank, residuals
+    from ..ntk.gradients import DEFAULT_MEMORY_BUDGET
+    from ..ntk.report import PAPER_CB, make_plots, summary_markdown
+    from ..ntk.stats import RANK_EPS
+    from ..runs import prepare, start_of_fine_tuning
+
+    started = time.perf_counter()
+    prep = prepare(cfg, ws.data_dir)
+    train_idx = list(range(min(s.n_train, len(prep.splits["train"]))))
+    test_idx = list(range(min(s.n_test, len(prep.splits["test"]))))
+    train, test = prep.splits["train"].subset(train_idx), prep.splits["test"].subset(test_idx)
+    clf, _ = start_of_fine_tuning(cfg, prep, cache_path(ws), ws.device)
+    C = prep.task.num_labels
+    labels = list(prep.task.labels)
+    log(f"eNTK of {cfg.method.upper()} on {cfg.task} at the start of FT: {len(train_idx)} train x "
+        f"{len(test_idx)} test samples, {C} classes -> {folder}")
+    with KernelProgress() as progress:
+        try:
+            k = compute_kernels_to_dir(
+                clf, train, test, folder, train_indices=train_idx, test_indices=test_idx,
+                memory_budget=s.memory_budget or DEFAULT_MEMORY_BUDGET, embedding_fraction=s.embedding_fraction,
+                seed=cfg.seed, progress=progress, lock_root=ws.out)
+        except ValueError as err:  # another model / sample set / options in that folder
+            raise ConfigError(f"{err} (or pass another --out)") from None
+
+    train_logits = extract(clf, train, cfg.eval_batch_size, logits=True)[1].astype(np.float64)
+    delta = residuals(train_logits, train.labels)
+    kernels = {"P": (k.P_train, k.P_test), "F": (k.F_train, k.F_test), "P+F": (k.full_train, k.full_test)}
+    stats = {"task": cfg.task, "method": cfg.method, "model": cfg.model, "seed": cfg.seed, "num_labels": C,
+             "labels": labels, "n_train": len(train_idx), "n_test": len(test_idx),
+             "train_indices": train_idx, "test_indices": test_idx,
+             "embedding_fraction": s.embedding_fraction,
+             # the head FT starts from (claim 5's SGD side: `lpft claims` pairs it with the measured change)
+             "start_head_norm": float(clf.head.weight.detach().norm()), "head_norm": cfg.head_norm,
+             "head_scale": cfg.head_scale,
+             "rank_tolerance": f"singular values > sigma_max * max(shape) * {RANK_EPS:.3g} (float32 eps)",
+             "kernel_regression_note": "entry_*: authors' binary classifier over (sample, class) entries, chance "
+                                       "1 - 1/C; argmax_*: per-sample argmax against the label",
+             "ft_ratio": ft_ratio(k.P_train, k.F_train, delta, C),
+             "ft_ratio_note": "mean over train x of ||sum_i F(x,x_i) delta_i|| / ||sum_i (P+F)(x,x_i) delta_i||, "
+                              "delta from the start-of-FT logits",
+             "kernels": {}}
+    for name, (Ktr, Kte) in kernels.items():
+        kr = kernel_regression(Ktr, train.labels, Kte, test.labels, num_labels=C)
+        stats["kernels"][name] = {"rank": numerical_rank(Ktr), "size": int(Ktr.shape[0]),
+                                  "frobenius": frobenius_norm(Ktr),
+                                  "entry_train": kr.entry_train, "entry_test": kr.entry_test,
+                                  "argmax_train": kr.argmax_train, "argmax_test": kr.argmax_test,
+                                  "entry_chance": kr.entry_chance}
+    if s.predict:
+        from ..ntk.predict import predict_and_compare
+
+        log("  predicting one fine-tuning epoch from the kernel (Eq. 1) and running it")
+        stats["predict"] = predict_and_compare(k, clf, train, test, train_logits, batch_size=cfg.batch_size,
+                                               lr=cfg.lr, seed=cfg.seed, weight_decay=cfg.weight_decay, epochs=1,
+                                               optimizer=s.predict_optimizer,
+                                               eval_batch_size=cfg.eval_batch_size, dropout=s.predict_dropout)
+    stats["settings"] = kernel_settings(s)
+    stats["seconds"] = time.perf_counter() - started
+    make_plots(k, train.labels, C, folder, labels, title=f"{cfg.method.upper()} on {cfg.task}")
+    (folder / "summary.md").write_text(summary_markdown(stats, paper=PAPER_CB if cfg.task == "cb" else None))
+    write_json(folder / "stats.json", stats)  # last: its presence marks a finished eNTK
+    return folder

@@ -1,0 +1,103 @@
+"""Run a study: plan it, hand its jobs to an executor, then have report/ render what the run folders hold."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..runs import RunRecord, resolve_cache
+from .executors import Executor, LocalExecutor
+from .jobs import TrainJob
+from .plan import Plan, plan
+from .spec import StudySpec, Workspace
+
+
+@dataclass
+class StudyResult:
+    plan: Plan
+    report: Path | None = None
+    folders: dict[str, Path] = field(default_factory=dict)  # job key -> folder
+    reused: dict[str, bool] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    sweeps: dict[str, dict] = field(default_factory=dict)  # task -> rows, summary, mode, split, settings
+    ntk: dict[str, list[Path]] = field(default_factory=dict)  # task -> eNTK folders
+
+
+def job_key(job) -> str:
+    return f"{type(job).__name__}:{job.folder(Workspace(out=Path('.')))}"
+
+
+def execute(p: Plan, ws: Workspace, executor: Executor) -> tuple[dict[str, Path], dict[str, bool]]:
+    """Run the plan's jobs wave by wave; job key -> folder, and whether it was finished before."""
+    folders, reused = {}, {}
+    waves = p.phases()
+    total, start = sum(len(w) for w in waves), 0
+    for wave in waves:
+        for job in wave:
+            reused[job_key(job)] = job.done(ws)
+        for job, folder in zip(wave, executor.run(wave, ws, start, total)):
+            folders[job_key(job)] = Path(folder)
+        start += len(wave)
+    return folders, reused
+
+
+def run_study(spec: StudySpec, ws: Workspace, executor: Executor | None = None, layout: str = "study"
+              ) -> StudyResult:
+    """Validate and plan everything, run it, write the report.
+
+    ``layout``: ``"study"`` (report folder with the cross-task table and a section per task), ``"compare"`` (one
+    task's compare report, as `lpft compare --task`), ``"sweep"`` (one task's norm-sweep report), ``"none"``.
+    """
+    from ..analysis.sweep import summarise_sweep, sweep_rows
+    from ..report.compare import CompareSettings, RunSlot, analyse_task, study_info, write_compare_report
+    from ..report.norm_sweep import write_sweep_report
+    from ..report.study import write_study_report
+
+    p = plan(spec, ws.data_dir)
+    if spec.report is None and layout != "none":
+        spec = dataclasses.replace(spec, report=Path(ws.out) / "study" / "report")
+    started = time.perf_counter()
+    folders, reused = execute(p, ws, executor or LocalExecutor())
+    result = StudyResult(p, folders=folders, reused=reused)
+    result.seconds["training"] = time.perf_counter() - started
+
+    cache = resolve_cache(ws.cache_dir)
+    slots = {task: [RunSlot(s.method, s.seed, RunRecord(folders[job_key(TrainJob(s.config))]),
+                            reused[job_key(TrainJob(s.config))]) for s in grid] for task, grid in p.compare.items()}
+    for task, configs in p.sweep.items():
+        records = [RunRecord(folders[job_key(TrainJob(c))]) for c in configs]
+        rows = sweep_rows(records, ws.data_dir, cache, ws.device, spec.sweep.split)
+        s = spec.sweep
+        result.sweeps[task] = {
+            "rows": rows, "summary": summarise_sweep(rows), "mode": s.mode, "split": s.split,
+            "settings": {"mode": s.mode, "methods": [m.lower() for m in s.methods], "values": list(s.values),
+                         "seeds": list(s.seeds or spec.seeds), "split": s.split,
+                         "config": {k: v for k, v in dataclasses.asdict(configs[0]).items()
+                                    if k not in ("method", "seed", "head_norm", "head_scale")}}}
+    result.ntk = {task: [folders[job_key(j)] for j in jobs] for task, jobs in p.ntk.items()}
+
+    def settings(task: str) -> CompareSettings:
+        return CompareSettings(split=spec.split, ood=spec.task(task).ood, tsne_samples=spec.tsne_samples,
+                               gd_max_steps=spec.gd_max_steps, data_dir=ws.data_dir, cache=cache, device=ws.device)
+
+    if layout == "compare":
+        (task,) = slots
+        result.seconds["total"] = time.perf_counter() - started
+        result.report = write_compare_report(spec.report, task, slots[task], settings(task), result.seconds)
+    elif layout == "sweep":
+        (task,) = result.sweeps
+        sw = result.sweeps[task]
+        result.report = write_sweep_report(spec.report, sw["rows"], sw["summary"], sw["mode"],
+                                           spec.task(task).config.task, sw["split"], sw["settings"])
+    elif layout == "study":
+        analyses = [analyse_task(task, grid, settings(task)) for task, grid in slots.items()]
+        result.seconds["total"] = time.perf_counter() - started
+        info = {"source": spec.source, "tasks": [t.name for t in spec.tasks], "methods": list(spec.methods),
+                "seeds": list(spec.seeds), "per_task": [study_info(a, settings(a.task)) for a in analyses],
+                "norm_sweep": {t: sw["settings"] for t, sw in result.sweeps.items()},
+                "ntk": {t: [str(f) for f in fs] for t, fs in result.ntk.items()}, "seconds": result.seconds}
+        shared = settings(spec.tasks[0].name)
+        result.report = write_study_report(spec.report, analyses, shared, info, result.sweeps, result.ntk)
+    return result

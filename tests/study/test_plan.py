@@ -1,0 +1,125 @@
+"""The study layer without training: seed-free LP, the plan's waves, the study file, one-line errors."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from lpft.cli import main
+from lpft.config import ConfigError
+from lpft.methods.config import RunConfig
+from lpft.runs import run_folder
+from lpft.study import StudySpec, SweepSpec, TaskSpec, load_study, plan, probe_key
+
+from study_files import study_toml
+
+
+def test_lp_is_one_run_whatever_the_seed_and_schedule():
+    a = RunConfig(task="cb", method="lp", seed=3, epochs=1, lr=1e-3, batch_size=4, head_norm=2.0).resolved()
+    b = RunConfig(task="cb", method="lp").resolved()
+    assert a == b and run_folder(a) == run_folder(b) and a.seed == 0 and a.epochs is None
+    assert a.resolved() == a  # idempotent
+    # options that change the probe still make another LP run
+    assert RunConfig(task="cb", method="lp", max_length=64).resolved().run_key() != b.run_key()
+    with pytest.raises(ConfigError, match="--lr must be > 0"):  # validated before being normalised away
+        RunConfig(task="cb", method="lp", lr=-1).resolved()
+    ft1, ft2 = (RunConfig(task="cb", method="ft", seed=s).resolved() for s in (1, 2))
+    assert ft1.run_key() != ft2.run_key()
+
+
+def test_plan_trains_lp_once_and_the_probe_first():
+    base = RunConfig(task="cb", epochs=1)
+    spec = StudySpec(tasks=(TaskSpec("cb", base), TaskSpec("rte", RunConfig(task="rte", epochs=1))),
+                     methods=("lp", "ft", "lp-ft", "lp-lora"), seeds=(1, 2, 3),
+                     sweep=SweepSpec(tasks=("cb",), methods=("lp-ft",), values=(1.0, 10.0), seeds=(1,)))
+    p = plan(spec)
+    grid = p.compare["cb"]
+    assert [(s.method, s.seed) for s in grid][:4] == [("lp", 1), ("ft", 1), ("lp-ft", 1), ("lp-lora", 1)]
+    assert len({s.config.run_key() for s in grid if s.method == "lp"}) == 1  # one LP run fills three cells
+    configs = p.train_configs()
+    assert len(configs) == 2 * (1 + 3 * 3) + 2  # per task: LP + 3 seeds x 3 FT methods; 2 sweep points
+    first, second = p.phases()
+    # first the probes (the LP runs), then what needs no probe; LP-FT / LP-LoRA wait for the second wave
+    assert [(j.config.task, j.config.method) for j in first[:2]] == [("cb", "lp"), ("rte", "lp")]
+    assert [j.config.method for j in first[2:]] == ["ft"] * 6
+    assert {j.config.method for j in second} == {"lp-ft", "lp-lora"} and len(second) == 2 * 6 + 2
+    assert all(probe_key(j.config) in {probe_key(f.config) for f in first} for j in second)
+    assert {j.config.run_key() for j in first}.isdisjoint({j.config.run_key() for j in second})
+
+
+def test_plan_validates_everything_up_front():
+    base = RunConfig(task="cb")
+    with pytest.raises(ConfigError, match="'sgd' is not a method"):
+        plan(StudySpec(tasks=(TaskSpec("cb", base),), methods=("ft", "sgd")))
+    with pytest.raises(ConfigError, match="'lp' cannot be swept"):
+        plan(StudySpec(tasks=(TaskSpec("cb", base),), sweep=SweepSpec(methods=("lp",))))
+    with pytest.raises(ConfigError, match=r"\[norm_sweep\] tasks: 'rte' is not one of the study's tasks"):
+        plan(StudySpec(tasks=(TaskSpec("cb", base),), sweep=SweepSpec(tasks=("rte",))))
+
+
+def test_study_file_reads_per_task_overrides(two_tasks, tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(study_toml(two_tasks, "m", extra='\n[norm_sweep]\nnorms = [1, 5]\n\n[ntk]\nmethods = ["ft"]\n'
+                               'n_train = 4\n').replace('[task.beta]', '[task.beta]\nepochs = 3\nood = ["x.csv"]'))
+    spec, ws = load_study(path)
+    alpha, beta = spec.tasks
+    assert (alpha.name, alpha.config.task, alpha.config.epochs, beta.config.epochs) == ("alpha", "files", 2, 3)
+    assert beta.ood == (str(tmp_path / "x.csv"),) and spec.seeds == (1, 2) and spec.methods == ("ft", "lp-ft")
+    assert spec.sweep.values == (1.0, 5.0) and spec.ntk.methods == ("ft",) and spec.ntk.n_train == 4
+    assert ws.out == Path("runs") and spec.report == Path("runs") / "study" / "s"  # no 'out' in the file: ./runs
+    assert load_study(path, out=str(tmp_path / "o"))[1].out == tmp_path / "o"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace("version = 1", "version = 2"), "version 2 is not supported"),
+    (lambda t: t.replace("version = 1\n", ""), "missing 'version = 1'"),
+    (lambda t: t.replace("[run]", "[run]\nepoch = 3"), "unknown key 'epoch' in [run]"),
+    (lambda t: t.replace("[run]", "colour = 1\n[run]"), "unknown key 'colour': expected one of"),
+    (lambda t: t.replace("[run]", "[run]\nseed = 3"), "unknown key 'seed' in [run]"),
+    (lambda t: t.replace("epochs = 2", 'epochs = "two"'), "epochs in [run] must be an integer, got 'two'"),
+    (lambda t: t.replace("seeds = [1, 2]", "seeds = []"), "seeds must be a non-empty list"),
+    (lambda t: t + "\n[task.gamma]\nepochs = 1\n", "[task.gamma] names a task that is not in 'tasks'"),
+    (lambda t: t.replace("version = 1", "version = = 1"), "not valid TOML"),
+])
+def test_bad_study_files_are_one_line_errors(two_tasks, tmp_path, capsys, edit, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(edit(study_toml(two_tasks, "m")))
+    assert main(["study", str(path), "--out", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"lpft: error: {path}") and message in err[0], err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_executor_ray_without_ray_is_one_line(two_tasks, tiny_bert_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    path = tmp_path / "s.toml"
+    path.write_text(study_toml(two_tasks, tiny_bert_dir))
+    for argv in (["study", str(path)], ["compare", "--task", "cb"], ["norm-sweep", "--task", "cb"]):
+        assert main([*argv, "--executor", "ray", "--out", str(tmp_path / "runs")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == ["lpft: error: --executor ray needs Ray: pip install -e '.[ray]'"], err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_dry_run_lists_the_jobs(two_tasks, tiny_bert_dir, tmp_path, capsys):
+    path = tmp_path / "s.toml"
+    path.write_text(study_toml(two_tasks, tiny_bert_dir, methods=("lp", "ft"), seeds=(1, 2)))
+    assert main(["study", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "2 task(s), 6 job(s) (0 finished already)" in out  # per task: one LP + FT for 2 seeds
+    assert out.count("to do") == 6 and "alpha LP " in out and "beta FT seed 2" in out
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--tasks", "cb,rte,cb"], "--tasks: a task is named twice"),
+    (["--tasks", "cb,rte", "--ood", "cola-ood"], "--ood applies to one task"),
+    (["--tasks", "cb,nope"], "nope"),
+])
+def test_compare_tasks_bad_input_is_one_line(tmp_path, capsys, args, message):
+    assert main(["compare", *args, "--out", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "runs").exists()
