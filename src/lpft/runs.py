@@ -36,11 +36,11 @@ from .data import Task, compute_metrics, files_task, get_task
 from .data.base import fingerprint
 from .data.batching import Encoded, encode
 from .io import environment_info, load_array, load_tensors, read_json, save_array, save_tensors, write_json
-from .methods.config import RunConfig
+from .methods.config import LEGACY_PROTOCOL, RunConfig
 from .methods.finetune import finetune, load_trainable_state, trainable_state
 from .methods.lora import apply_lora, merge_lora
 from .methods.lp import (default_cache_dir, encoded_fingerprint, linear_probe, pretrained_features, set_head)
-from .model import Classifier, init_head, load_tokenizer, model_fingerprint, extract
+from .model import Classifier, init_head, initializer_range, load_tokenizer, model_fingerprint, extract
 
 HEAD_STAGES = ("init", "lp", "start", "ft")
 
@@ -109,7 +109,7 @@ def start_of_fine_tuning(cfg: RunConfig, prep: Prepared, cache: Path | None,
     cfg = cfg.resolved()
     task, splits = prep.task, prep.splits
     clf = Classifier.from_pretrained(cfg.model, task.num_labels, cfg.dropout)
-    init_head(clf.head, cfg.seed)
+    init_head(clf.head, cfg.seed, cfg.head_init, initializer_range(clf.backbone))
     clf.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     heads = {"init": _head_tensors(clf)}
     if cfg.uses_lp:
@@ -179,7 +179,8 @@ def train(cfg: RunConfig, out: str | Path = "runs", data_dir: str | None = None,
     else:
         result = finetune(clf, splits["train"], splits["validation"], epochs=cfg.epochs, batch_size=cfg.batch_size,
                           lr=cfg.lr, seed=cfg.seed, evaluate=evaluate, state_dir=folder / "state",
-                          weight_decay=cfg.weight_decay, log_every=cfg.log_every,
+                          weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
+                          data_order=cfg.data_order, log_every=cfg.log_every,
                           eval_batch_size=cfg.eval_batch_size, desc=cfg.method.upper())
         save_tensors(folder / "heads" / "ft.safetensors", _head_tensors(clf))
         logits = {split: extract(clf, splits[split], cfg.eval_batch_size, desc=f"evaluate {split}", logits=True)[1]
@@ -212,7 +213,7 @@ class RunRecord:
         if not (self.path / "metrics.json").exists():
             raise FileNotFoundError(f"{self.path} is not a finished run folder (no metrics.json)")
         saved = read_json(self.path / "config.json")
-        self.config = RunConfig(**saved["config"])
+        self.config = RunConfig(**{**LEGACY_PROTOCOL, **saved["config"]})
         self.data = saved["data"]
         self.metrics = read_json(self.path / "metrics.json")
         self.history = read_json(self.path / "history.json")

@@ -104,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
         stats["predict"] = predict_and_compare(k, clf, train, test, train_logits, batch_size=cfg.batch_size,
                                                lr=cfg.lr, seed=cfg.seed, weight_decay=cfg.weight_decay, epochs=1,
                                                optimizer=args.predict_optimizer,
-                                               eval_batch_size=cfg.eval_batch_size, dropout=args.predict_dropout)
+                                               eval_batch_size=cfg.eval_batch_size, dropout=args.predict_dropout,
+                                               max_grad_norm=cfg.max_grad_norm, data_order=cfg.data_order)
     stats["seconds"] = time.perf_counter() - started
     write_json(folder / "stats.json", stats)
     make_plots(k, train.labels, C, folder, labels, title=f"{cfg.method.upper()} on {cfg.task}")

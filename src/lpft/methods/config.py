@@ -12,7 +12,8 @@ import json
 from dataclasses import dataclass
 
 from ..config import ConfigError
-from ..model import DEFAULT_MODEL
+from ..data.batching import DATA_ORDERS
+from ..model import DEFAULT_MODEL, HEAD_INITS
 
 METHODS = ("lp", "ft", "lp-ft", "lora", "lp-lora")
 
@@ -34,6 +35,9 @@ for _method, _bs_lr in {"ft": (16, 2e-5), "lora": (16, 5e-4), "lp-ft": (8, 1e-5)
 HYPERPARAMETERS.update({(v, m): HYPERPARAMETERS[("cola", m)] for v in ("cola-id", "cola-ood") for m in _TABLE6})
 # bbc-news (not in the paper): batch 16 for every method, so the default one-epoch LP-FT takes ~110 optimiser steps
 HYPERPARAMETERS.update({("bbc-news", m): (16, HYPERPARAMETERS[("*", m)][1]) for m in _TABLE6})
+
+# What runs made before head_init / max_grad_norm / data_order existed did (RunRecord fills these in for them).
+LEGACY_PROTOCOL = {"head_init": "uniform", "max_grad_norm": 0.0, "data_order": "length"}
 
 # Tasks whose default schedule is shortened so the default `lpft train` finishes in minutes on 2 CPU cores.
 QUICK_DEFAULTS = {"bbc-news": {"epochs": 1, "max_length": 64}}
@@ -57,6 +61,15 @@ class RunConfig:
     """peak learning rate of AdamW with linear decay and no warmup (default: paper Table 6)"""
     weight_decay: float = 0.0
     """AdamW weight decay (paper: 0)"""
+    head_init: str = "normal"
+    """head initialisation: normal = weights N(0, initializer_range^2), bias 0 (Hugging Face Trainer's models, the
+    authors' setup); uniform = PyTorch's Linear default U(+-1/sqrt(h)) for weight and bias (deviation)"""
+    max_grad_norm: float = 1.0
+    """clip the gradient to this global L2 norm before each optimiser step (Trainer's default 1.0, the authors'
+    setup); 0 disables clipping (deviation)"""
+    data_order: str = "random"
+    """training batch order: random = a fresh random permutation every epoch (Trainer's RandomSampler, the
+    authors' setup); length = random batches of similar length (less padding, faster; deviation)"""
     max_length: int | None = None
     """maximum tokens per example (default 128; 64 for bbc-news)"""
     dropout: float | None = None
@@ -116,6 +129,14 @@ class RunConfig:
                         "eval_batch_size", "log_every")
         if cfg.weight_decay < 0:
             raise ConfigError(f"--weight-decay must be >= 0, got {cfg.weight_decay}")
+        if cfg.head_init not in HEAD_INITS:
+            raise ConfigError(f"--head-init {cfg.head_init!r} is unknown: expected one of {', '.join(HEAD_INITS)}")
+        if cfg.data_order not in DATA_ORDERS:
+            raise ConfigError(f"--data-order {cfg.data_order!r} is unknown: expected one of {', '.join(DATA_ORDERS)}")
+        if cfg.max_grad_norm is None:
+            cfg.max_grad_norm = 0.0
+        if not cfg.max_grad_norm >= 0:
+            raise ConfigError(f"--max-grad-norm must be >= 0 (0: no clipping), got {cfg.max_grad_norm}")
         if cfg.dropout is not None and not 0 <= cfg.dropout < 1:
             raise ConfigError(f"--dropout must be in [0, 1), got {cfg.dropout}")
         if cfg.head_norm is not None and cfg.head_scale is not None:
