@@ -1,4 +1,4 @@
-"""``lpft ntk``: the eNTK at the start of fine-tuning (paper Table 2) and an Eq. 1 prediction check.
+"""``lpft ntk``: the eNTK at the start of fine-tuning (paper Table 2) and the Eq. 1 / Eq. 2 prediction checks.
 
 Writes ``<out>/<task>/ntk/<method>-seed<seed>-<run key>/``: the kernels (resumable; ``meta.json``, ``*.npy``),
 ``stats.json``, ``summary.md``, ``spectrum.png`` and ``pair_norms.png``. See ``docs/ntk.md``.
@@ -7,6 +7,7 @@ Writes ``<out>/<task>/ntk/<method>-seed<seed>-<run key>/``: the kernels (resumab
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -14,19 +15,29 @@ import numpy as np
 
 from ..config import ConfigError, add_config_arguments, config_from_args
 from ..methods.config import RunConfig
+from ..ntk.sampling import SAMPLINGS
+from ..ntk.stats import KERNEL_SCALINGS
 from .train import add_run_location_arguments, cache_arg, format_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, RunConfig)
     add_run_location_arguments(parser)
-    parser.add_argument("--n-train", type=int, default=250, help="first N train examples (paper: at most 250)")
-    parser.add_argument("--n-test", type=int, default=250, help="first M test examples (paper: at most 250)")
+    parser.add_argument("--n-train", type=int, default=250,
+                        help="N train examples, all if the split is smaller (paper: at most 250)")
+    parser.add_argument("--n-test", type=int, default=250,
+                        help="M test examples, all if the split is smaller (paper: at most 250)")
+    parser.add_argument("--sample", default="random", choices=SAMPLINGS,
+                        help="random: a sample drawn with --seed, as the authors draw it; first: the first N / M "
+                             "(deviation; can miss whole classes)")
+    parser.add_argument("--kernel-scaling", default="raw", choices=KERNEL_SCALINGS,
+                        help="kernel regression on the raw kernel (the authors') or on the kernel divided by its "
+                             "largest train entry (max; deviation)")
     parser.add_argument("--memory-budget", type=int, default=None,
                         help="bytes for gradient blocks (default: the engine's, 3 GiB)")
     parser.add_argument("--embedding-fraction", type=float, default=None,
-                        help="keep this fraction of word-embedding gradient rows, rescaled (paper: 0.1); "
-                             "default exact")
+                        help="keep this fraction of the word-embedding parameters (entries, drawn with --seed), "
+                             "rescaled: the paper's subsampling with 0.1; default exact")
     parser.add_argument("--predict", action=argparse.BooleanOptionalAction, default=True,
                         help="also predict the logit change of one real fine-tuning epoch from the kernel (Eq. 1) "
                              "and its feature change (Eq. 2)")
@@ -41,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from ..ntk import compute_kernels_to_dir, frobenius_norm, ft_ratio, kernel_regression, numerical_rank, residuals
     from ..ntk.gradients import DEFAULT_MEMORY_BUDGET
     from ..ntk.report import PAPER_CB, make_plots, summary_markdown
+    from ..ntk.sampling import missing_classes, sample_indices
     from ..ntk.stats import RANK_EPS
     from ..model import extract
     from ..runs import prepare, resolve_cache, start_of_fine_tuning
@@ -49,21 +61,29 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(RunConfig, args).resolved()
     if cfg.method == "lp":
         raise ConfigError("--method lp has no fine-tuning stage, so no FT eNTK: use ft, lp-ft, lora or lp-lora")
-    for name in ("n_train", "n_test"):
-        if getattr(args, name) < 1:
-            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    for name, least in (("n_train", 2), ("n_test", 1)):  # kernel regression cross-validates over >= 2 samples
+        if getattr(args, name) < least:
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= {least}, got {getattr(args, name)}")
     if args.embedding_fraction is not None and not 0 < args.embedding_fraction <= 1:
         raise ConfigError(f"--embedding-fraction must be in (0, 1], got {args.embedding_fraction}")
     if args.memory_budget is not None and args.memory_budget <= 0:
         raise ConfigError(f"--memory-budget must be > 0, got {args.memory_budget}")
 
     prep = prepare(cfg, args.data_dir)
-    train_idx = list(range(min(args.n_train, len(prep.splits["train"]))))
-    test_idx = list(range(min(args.n_test, len(prep.splits["test"]))))
+    train_idx = sample_indices(len(prep.splits["train"]), args.n_train, cfg.seed, args.sample, stream=0)
+    test_idx = sample_indices(len(prep.splits["test"]), args.n_test, cfg.seed, args.sample, stream=1)
     train, test = prep.splits["train"].subset(train_idx), prep.splits["test"].subset(test_idx)
-    clf, _ = start_of_fine_tuning(cfg, prep, resolve_cache(cache_arg(args.cache_dir)), args.device)
     C = prep.task.num_labels
     labels = list(prep.task.labels)
+    notes = []
+    for split, enc in (("train", train), ("test", test)):
+        missing = missing_classes(enc.labels, C)
+        if missing:
+            notes.append(f"the {split} sample ({len(enc)} examples, --sample {args.sample}) has no example of "
+                         f"class(es) {', '.join(labels[i] for i in missing)}"
+                         + ("; kernel regression sees fewer classes than the task has" if split == "train" else ""))
+            print(f"warning: {notes[-1]}", file=sys.stderr)
+    clf, _ = start_of_fine_tuning(cfg, prep, resolve_cache(cache_arg(args.cache_dir)), args.device)
 
     folder = Path(args.out) / cfg.task / "ntk" / f"{cfg.method}-seed{cfg.seed}-{cfg.run_key()}"
     print(f"eNTK of {cfg.method.upper()} on {cfg.task} at the start of FT: {len(train_idx)} train x "
@@ -81,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     kernels = {"P": (k.P_train, k.P_test), "F": (k.F_train, k.F_test), "P+F": (k.full_train, k.full_test)}
     stats = {"task": cfg.task, "method": cfg.method, "model": cfg.model, "seed": cfg.seed, "num_labels": C,
              "labels": labels, "n_train": len(train_idx), "n_test": len(test_idx),
-             "train_indices": train_idx, "test_indices": test_idx,
+             "sample": args.sample, "train_indices": train_idx, "test_indices": test_idx, "warnings": notes,
+             "kernel_scaling": args.kernel_scaling,
              "embedding_fraction": args.embedding_fraction,
              "rank_tolerance": f"singular values > sigma_max * max(shape) * {RANK_EPS:.3g} (float32 eps)",
              "kernel_regression_note": "entry_*: authors' binary classifier over (sample, class) entries, chance "
@@ -91,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
                               "delta from the start-of-FT logits",
              "kernels": {}}
     for name, (Ktr, Kte) in kernels.items():
-        kr = kernel_regression(Ktr, train.labels, Kte, test.labels, num_labels=C)
+        kr = kernel_regression(Ktr, train.labels, Kte, test.labels, num_labels=C, scaling=args.kernel_scaling)
         stats["kernels"][name] = {"rank": numerical_rank(Ktr), "size": int(Ktr.shape[0]),
                                   "frobenius": frobenius_norm(Ktr),
                                   "entry_train": kr.entry_train, "entry_test": kr.entry_test,
