@@ -127,3 +127,80 @@ def test_bad_options_and_tiny_files(tmp_path):
     with pytest.raises(DataError, match=r"one\.csv: 1 train rows are too few to cut 9:1"):
         files_task(write_csv(tmp_path / "one.csv", ["text", "label"], [["a", "x"]]), test_file=train,
                    labels=["x", "y"])
+
+
+# --- input hardening: each bad user file is one line naming the file and line, before any work ------------------
+
+def _lines_file(name: str, lines: list[str], encoding: str = "utf-8"):
+    def make(d: Path) -> Path:
+        path = d / name
+        path.write_bytes("\n".join(lines).encode(encoding) + b"\n")
+        return path
+    return make
+
+
+def _latin1_at_line_402(d: Path) -> Path:
+    rows = [f"row {i} ok,{'x' if i % 2 else 'y'}" for i in range(400)]
+    raw = ("text,label\n" + "\n".join(rows[:400]) + "\n").encode() + "caf\xe9 au lait,x\n".encode("latin-1")
+    path = d / "t.csv"
+    path.write_bytes(raw + b"more,y\n" * 3000)  # far more than one decode chunk after the bad byte
+    return path
+
+
+@pytest.mark.parametrize("make, message", [
+    (_lines_file("t.csv", ["text,text,label", "a,b,x", "c,d,y"]),
+     r"t\.csv, line 1: duplicate column name 'text' \(header: text, text, label\); expected distinct column names"),
+    (_lines_file("t.tsv", ["text\tlabel\tlabel", "a\tx\ty"]), r"t\.tsv, line 1: duplicate column name 'label'"),
+    (_latin1_at_line_402, r"t\.csv, line 402: not valid UTF-8 \(invalid continuation byte: byte 0xe9 at byte 4 of "
+                          r"the line\); expected UTF-8 text$"),
+    (_lines_file("t.tsv", ["text\tlabel", "a\tx", "caf\xe9\ty"], "latin-1"), r"t\.tsv, line 3: not valid UTF-8"),
+    (_lines_file("t.csv", ["text,label", "a,x", '"this quote opens here,y', "c,x", "d,y"]),
+     r"t\.csv, line 3: unterminated quoted field \(a quote opens in the record starting on this line and never "
+     r"closes\)"),
+    (_lines_file("t.csv", ["text,label", "a,x", '"spans', 'two lines",y,extra', "d,y"]),
+     r"t\.csv, lines 3-4: expected 2 comma-separated fields \(text, label\), got 3; a quoted field spans these"),
+    (_lines_file("t.csv", ["text,label", "a,x", ",y"]),
+     r"t\.csv, line 3: empty text in column 'text'; expected a non-empty text \(remove the row or fill it in\)"),
+    (_lines_file("t.csv", ["text,label", "a,x", '"  ",y']), r"t\.csv, line 3: empty text in column 'text'"),
+    (_lines_file("t.tsv", ["a\tb\tlabel", "q\tp\tx", "q\t\ty"]), r"t\.tsv, line 3: empty text in column 'b'"),
+    (lambda d: write_jsonl(d / "t.jsonl", [{"text": "a", "label": "x"}, {"text": " \n", "label": "y"}]),
+     r"t\.jsonl, line 2: empty text in column 'text'"),
+])
+def test_hardened_user_files(tmp_path, make, message):
+    path = make(tmp_path)
+    columns = ("a", "b") if path.name == "t.tsv" and path.read_bytes().startswith(b"a\t") else ("text",)
+    with pytest.raises(DataError, match=message) as err:
+        files_task(path, text_columns=columns)
+    assert "\n" not in str(err.value)
+
+
+def test_long_csv_field_is_accepted_like_tsv_and_jsonl(tmp_path):
+    long_text = "word " * 40_000  # 200,000 characters: over the csv module's default 131,072 field limit
+    for name in ("t.csv", "t.tsv", "t.jsonl"):
+        if name.endswith(".jsonl"):
+            path = write_jsonl(tmp_path / name, [{"text": long_text, "label": "x"}, {"text": "b", "label": "y"}] * 10)
+        elif name.endswith(".csv"):
+            path = write_csv(tmp_path / name, ["text", "label"], [[long_text, "x"], ["b", "y"]] * 10)
+        else:
+            path = tmp_path / name
+            path.write_text("text\tlabel\n" + f"{long_text}\tx\nb\ty\n" * 10, encoding="utf-8")
+        task = files_task(path, test_file=path)
+        assert task.load("test")[0] == Example(long_text, 0), name
+    import csv as csv_module
+    assert csv_module.field_size_limit() == 131_072  # the limit is lifted only while reading
+
+
+def test_file_options_with_another_task_are_refused(tmp_path, capsys):
+    from lpft.cli import main
+    from lpft.config import ConfigError
+    from lpft.methods.config import RunConfig
+
+    with pytest.raises(ConfigError, match=r"--train-file is only read with --task files, not --task cb: drop "
+                                          r"--train-file or use --task files"):
+        RunConfig(task="cb", train_file="mine.csv").resolved()
+    with pytest.raises(ConfigError, match=r"--test-file is only read with --task files, not --task sst2"):
+        RunConfig(task="sst2", test_file="mine.csv").resolved()
+    code = main(["train", "--task", "cb", "--train-file", str(tmp_path / "mine.csv"), "--out", str(tmp_path / "runs")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--train-file is only read with --task files" in err[0]
+    assert not (tmp_path / "runs").exists()

@@ -116,8 +116,10 @@ def test_missing_data_dir(tmp_path):
 
 
 def test_task_names():
-    assert TASK_NAMES == ("cb", "rte", "boolq", "wic", "wsc", "cola", "sst2", "mrpc", "bbc-news")
-    assert EXTRA_TASK_NAMES == ("cola-id", "cola-ood")
+    assert TASK_NAMES == ("cb", "rte", "boolq", "wic", "wsc", "cola", "sst2", "mrpc", "boss-amazon", "pubmed-rct",
+                          "bbc-news")
+    assert EXTRA_TASK_NAMES == ("cola-id", "cola-ood", "boss-dynasent", "boss-semeval", "boss-sst5",
+                                "boss-amazon-full", "boss-dynasent-full", "boss-semeval-full", "boss-sst5-full")
 
 
 def test_cola_test_is_in_domain_then_out_of_domain_dev(tasks):

@@ -1,12 +1,15 @@
 """A task from the user's own labelled files: CSV, TSV or JSON Lines, chosen by the file extension.
 
-- ``.csv``: comma-separated with a header row and standard CSV quoting (as written by pandas or a spreadsheet).
+- ``.csv``: comma-separated with a header row and standard CSV quoting (as written by pandas or a spreadsheet);
+  a quoted field may span lines, and fields have no length limit.
 - ``.tsv``: tab-separated with a header row, one row per line and no quoting (the GLUE convention: a quote is text).
 - ``.jsonl``: one JSON object per line; text fields must be strings, labels strings, integers or booleans
   (a JSON boolean becomes the label name "False" / "True").
 
 All files are UTF-8 (a BOM is allowed). ``text_columns`` names one column (single texts) or two (sentence pairs,
-passed to the tokenizer as ``(text, text_pair)``); ``label_column`` holds the label names.
+passed to the tokenizer as ``(text, text_pair)``); ``label_column`` holds the label names. Header names must be
+distinct, and every text must be non-empty (an empty or all-whitespace text is an error naming its line: drop the
+row or fill it in).
 
 Label ids: ``labels`` fixes the order (id = position); without it the distinct labels of the train file are sorted
 (numerically when every label is an integer, else as strings). A label outside that list in any file is an error.
@@ -20,7 +23,6 @@ Metric: accuracy.
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 from pathlib import Path
@@ -29,38 +31,13 @@ from typing import Sequence
 import numpy as np
 
 from .base import DataError, Example, Task, split_train_validation
-from .readers import column_index, read_jsonl, read_tsv, short
+from .readers import check_header, column_index, read_delimited, read_jsonl, read_tsv, short
 
 SEED = 0
 TEST_FRACTION = 0.1
 FORMATS = (".csv", ".tsv", ".jsonl")
 
 Row = tuple[str, tuple[str, ...], str]  # (where: "file, line N", texts, label name)
-
-
-def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    rows = []
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header is None:
-                raise DataError(f"{path}: empty file; expected a header line and at least one row")
-            for fields in reader:
-                if not fields or not any(x.strip() for x in fields):
-                    continue
-                # line_num is the line the record ends on (a quoted field may span lines)
-                if len(fields) != len(header):
-                    raise DataError(f"{path}, line {reader.line_num}: expected {len(header)} comma-separated fields "
-                                    f"({', '.join(header)}), got {len(fields)}")
-                rows.append((reader.line_num, fields))
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not valid UTF-8 ({e.reason} at byte {e.start}); expected UTF-8 text") from None
-    except csv.Error as e:
-        raise DataError(f"{path}, line {reader.line_num}: malformed CSV ({e}); expected comma-separated fields")
-    if not rows:
-        raise DataError(f"{path}: no rows; expected at least one example")
-    return header, rows
 
 
 def _label_name(raw: object, where: str, column: str) -> str:
@@ -91,14 +68,25 @@ def read_rows(path: Path, text_columns: tuple[str, ...], label_column: str) -> l
             for column, text in zip(text_columns, texts):
                 if not isinstance(text, str):
                     raise DataError(f"{where}: field {column!r} is {type(text).__name__}, expected a string")
+            _check_texts(texts, text_columns, where)
             out.append((where, texts, _label_name(record[label_column], where, label_column)))
         return out
-    header, rows = _read_csv(path) if suffix == ".csv" else read_tsv(path, header=True)
+    header, rows = read_delimited(path, ",") if suffix == ".csv" else read_tsv(path, header=True)
+    check_header(path, header)
     at = [column_index(path, header, c) for c in wanted]
     for number, fields in rows:
         where = f"{path}, line {number}"
-        out.append((where, tuple(fields[i] for i in at[:-1]), _label_name(fields[at[-1]], where, label_column)))
+        texts = tuple(fields[i] for i in at[:-1])
+        _check_texts(texts, text_columns, where)
+        out.append((where, texts, _label_name(fields[at[-1]], where, label_column)))
     return out
+
+
+def _check_texts(texts: tuple[str, ...], columns: tuple[str, ...], where: str) -> None:
+    for column, text in zip(columns, texts):
+        if not text.strip():
+            raise DataError(f"{where}: empty text in column {column!r}; expected a non-empty text "
+                            f"(remove the row or fill it in)")
 
 
 def _infer_labels(rows: list[Row], path: Path) -> tuple[str, ...]:

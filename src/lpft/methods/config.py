@@ -35,6 +35,11 @@ for _method, _bs_lr in {"ft": (16, 2e-5), "lora": (16, 5e-4), "lp-ft": (8, 1e-5)
 HYPERPARAMETERS.update({(v, m): HYPERPARAMETERS[("cola", m)] for v in ("cola-id", "cola-ood") for m in _TABLE6})
 # bbc-news (not in the paper): batch 16 for every method, so the default one-epoch LP-FT takes ~110 optimiser steps
 HYPERPARAMETERS.update({("bbc-news", m): (16, HYPERPARAMETERS[("*", m)][1]) for m in _TABLE6})
+# Table 6's Amazon (BOSS) and PubMed 20k RCT columns; the -full variants train exactly like their base task
+_TABLE6_MORE = {"boss-amazon": {"ft": (16, 1e-5), "lora": (16, 1e-3), "lp-ft": (8, 1e-6), "lp-lora": (8, 5e-4)},
+                "pubmed-rct": {"ft": (8, 5e-6), "lora": (8, 5e-4), "lp-ft": (8, 5e-6), "lp-lora": (8, 1e-3)}}
+HYPERPARAMETERS.update({(t, m): v for t, row in _TABLE6_MORE.items() for m, v in row.items()})
+HYPERPARAMETERS.update({("boss-amazon-full", m): v for m, v in _TABLE6_MORE["boss-amazon"].items()})
 
 # What runs made before head_init / max_grad_norm / data_order existed did (RunRecord fills these in for them).
 LEGACY_PROTOCOL = {"head_init": "uniform", "max_grad_norm": 0.0, "data_order": "length"}
@@ -46,7 +51,7 @@ QUICK_DEFAULTS = {"bbc-news": {"epochs": 1, "max_length": 64}}
 @dataclass
 class RunConfig:
     task: str = "bbc-news"
-    """task name (cb, rte, boolq, wic, wsc, cola, sst2, mrpc, bbc-news) or 'files' with --train-file"""
+    """task name (cb, rte, boolq, wic, wsc, cola, sst2, mrpc, boss-amazon, pubmed-rct, bbc-news) or 'files'"""
     method: str = "lp-ft"
     """lp, ft, lp-ft, lora or lp-lora"""
     model: str = DEFAULT_MODEL
@@ -145,6 +150,11 @@ class RunConfig:
             raise ConfigError(f"--max-length must be <= 512, got {cfg.max_length}")
         if cfg.task == "files" and not cfg.train_file:
             raise ConfigError("--task files needs --train-file")
+        file_options = [n for n in ("train_file", "validation_file", "test_file") if getattr(cfg, n)]
+        if cfg.task != "files" and file_options:
+            option = "--" + file_options[0].replace("_", "-")
+            raise ConfigError(f"{option} is only read with --task files, not --task {self.task}: "
+                              f"drop {option} or use --task files")
         return cfg
 
     def run_key(self) -> str:
