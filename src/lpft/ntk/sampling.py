@@ -3,8 +3,8 @@
 The authors (``training/kernel_trainer.py``) use the whole split when it has at most 250 examples and otherwise
 ``np.random.choice(len(split), 250, replace=False)`` under the run's seed; we draw the same way from
 ``np.random.default_rng([seed, stream])`` (stream 0 for train, 1 for test; their global NumPy state after the LP
-stage cannot be reproduced) and sort the indices, so the kernels' rows follow the data order. ``first`` (the first N examples) is kept as an option: on
-data sorted by label it can miss whole classes.
+stage cannot be reproduced) and sort the indices, so the kernels' rows follow the data order. ``first`` (the first N
+examples) is kept as an option: on data sorted by label it can miss whole classes.
 
 Example::
 
