@@ -131,3 +131,47 @@ def test_batch_orders():
     assert padding(train_batches(enc, 8, 3, 0, "length")) < padding(random0) / 2
     with pytest.raises(ValueError, match="data order 'sorted'"):
         train_batches(enc, 8, 3, 0, "sorted")
+
+
+def test_head_initialisation_is_trainers_by_default():
+    """normal: N(0, initializer_range^2) weights and zero bias, as transformers' _init_weights; uniform: nn.Linear's."""
+    from transformers import BertForSequenceClassification
+
+    from lpft.model import initializer_range
+
+    clf = tiny()
+    std = initializer_range(clf.backbone)
+    assert std == 0.02
+    head = torch.nn.Linear(384, 3)
+    init_head(head, seed=1, std=std)
+    assert torch.all(head.bias == 0)
+    assert float(head.weight.detach().std()) == pytest.approx(std, rel=0.05)
+    init_head(head, seed=1, std=std)
+    again = head.weight.detach().clone()
+    init_head(head, seed=1, std=std)
+    assert torch.equal(head.weight.detach(), again)  # a function of the seed
+    # the same distribution as a Trainer model's classifier (mean / std over many entries)
+    reference = BertForSequenceClassification(tiny_config("bert", vocab_size=VOCAB)).classifier
+    assert torch.all(reference.bias == 0)
+    assert float(reference.weight.detach().std()) == pytest.approx(std, rel=0.25)  # 96 entries
+    init_head(head, seed=2, method="uniform")
+    bound = 384 ** -0.5
+    assert float(head.bias.detach().abs().max()) > 0 and float(head.weight.detach().abs().max()) <= bound
+    with pytest.raises(ValueError, match="head initialisation 'zeros'"):
+        init_head(head, seed=0, method="zeros")
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("head_init", "zeros", "--head-init 'zeros' is unknown"),
+    ("data_order", "sorted", "--data-order 'sorted' is unknown"),
+    ("max_grad_norm", -1.0, "--max-grad-norm must be >= 0"),
+])
+def test_protocol_options_are_validated(option, value, message):
+    from lpft.config import ConfigError
+    from lpft.methods.config import RunConfig
+
+    with pytest.raises(ConfigError, match=message):
+        RunConfig(**{option: value}).resolved()
+    resolved = RunConfig().resolved()
+    assert (resolved.head_init, resolved.max_grad_norm, resolved.data_order) == ("normal", 1.0, "random")
+    assert RunConfig(max_grad_norm=None).resolved().max_grad_norm == 0.0
