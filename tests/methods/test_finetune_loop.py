@@ -50,14 +50,18 @@ class Recorder:
         monkeypatch.setattr(torch.optim.AdamW, "step", step)
 
 
-def test_separable_toy_task_is_learned(tmp_path):
+@pytest.mark.parametrize("order", DATA_ORDERS)
+def test_separable_toy_task_is_learned(order, tmp_path):
+    from lpft.model import extract
+
     train, val = toy_task(48, 0), toy_task(24, 1)
     clf = tiny()
+    assert accuracy(extract(clf, val, logits=True)[1], val.labels)[0] < 0.5  # not before training ...
     result = finetune(clf, train, val, epochs=4, batch_size=8, lr=1e-2, seed=0, evaluate=accuracy,
-                      state_dir=tmp_path / "state")
-    assert result.history[0]["validation"]["accuracy"] < 0.5  # not learned after one epoch ...
+                      state_dir=tmp_path / "state", data_order=order)
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"] / 3
-    assert result.best_metric == 1.0  # ... but after four: 3 disjoint vocabularies, perfectly separable
+    assert result.best_metric == 1.0  # ... but after: 3 disjoint vocabularies, perfectly separable
+    assert accuracy(extract(clf, val, logits=True)[1], val.labels)[0] == 1.0  # the model handed back
 
 
 def test_restored_model_is_the_best_epochs(tmp_path):
@@ -173,5 +177,5 @@ def test_protocol_options_are_validated(option, value, message):
     with pytest.raises(ConfigError, match=message):
         RunConfig(**{option: value}).resolved()
     resolved = RunConfig().resolved()
-    assert (resolved.head_init, resolved.max_grad_norm, resolved.data_order) == ("normal", 1.0, "random")
+    assert (resolved.head_init, resolved.max_grad_norm, resolved.data_order) == ("normal", 1.0, "length")
     assert RunConfig(max_grad_norm=None).resolved().max_grad_norm == 0.0

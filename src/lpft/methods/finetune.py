@@ -1,6 +1,7 @@
-"""One training loop for FT, LP-FT, LoRA and LP-LoRA: AdamW (weight decay 0), linear decay, no warmup, gradient
-clipping at global norm 1.0 and a fresh random batch order every epoch (Hugging Face ``Trainer``'s defaults, which the
-authors ran with; ``max_grad_norm=0`` and ``data_order="length"`` are the deviations kept as options).
+"""One training loop for FT, LP-FT, LoRA and LP-LoRA: AdamW (weight decay 0), linear decay, no warmup and gradient
+clipping at global norm 1.0 (Hugging Face ``Trainer``'s defaults, which the authors ran with; ``max_grad_norm=0`` is
+the deviation kept as an option). Batches are length-bucketed by default (``data_order="length"``: it matched
+``Trainer``'s random order within seed noise on CB, see the README); ``data_order="random"`` is the authors' order.
 
 The loop trains whatever parameters have ``requires_grad`` (all of them for FT; LoRA factors + head for LoRA),
 evaluates the validation metric after every epoch and keeps the best epoch's weights.
@@ -72,7 +73,7 @@ def _step_record(clf: Classifier, step: int, loss: float, logits: torch.Tensor) 
 def finetune(clf: Classifier, train: Encoded, validation: Encoded | None, *, epochs: int, batch_size: int,
              lr: float, seed: int, evaluate: Callable[[np.ndarray, np.ndarray], tuple[float, dict]] | None,
              state_dir: Path,
-             weight_decay: float = 0.0, max_grad_norm: float | None = 1.0, data_order: str = "random",
+             weight_decay: float = 0.0, max_grad_norm: float | None = 1.0, data_order: str = "length",
              log_every: int = 10, eval_batch_size: int = 64,
              desc: str = "fine-tune", on_epoch_end: Callable[[int, Classifier], None] | None = None
              ) -> FinetuneResult:

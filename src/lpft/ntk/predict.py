@@ -44,7 +44,7 @@ OPTIMIZERS = ("adamw", "sgd")
 
 
 def schedule_weights(train, batch_size: int, seed: int, lr: float, epochs: int = 1,
-                     data_order: str = "random") -> np.ndarray:
+                     data_order: str = "length") -> np.ndarray:
     """``w_i`` for the real batch order of ``train`` (an ``Encoded``) under ``lr_s = lr (1 - s / T)``."""
     from ..data.batching import train_batches
 
@@ -85,7 +85,7 @@ def compare(pred: np.ndarray, actual: np.ndarray) -> dict:
 
 
 def sgd_finetune(clf, train, *, batch_size: int, lr: float, seed: int, epochs: int = 1,
-                 data_order: str = "random") -> None:
+                 data_order: str = "length") -> None:
     """The training loop of :func:`lpft.methods.finetune.finetune` (same batches, schedule, dropout seeding) with
     plain SGD instead of AdamW and no gradient clipping (Eq. 1's first-order step)."""
     import torch.nn.functional as F
@@ -124,7 +124,7 @@ def disable_dropout(model) -> None:
 
 def actual_change(clf, train, test, *, batch_size: int, lr: float, seed: int, weight_decay: float = 0.0,
                   epochs: int = 1, optimizer: str = "adamw", eval_batch_size: int = 64, dropout: bool = True,
-                  features: bool = False, max_grad_norm: float | None = 1.0, data_order: str = "random") -> tuple:
+                  features: bool = False, max_grad_norm: float | None = 1.0, data_order: str = "length") -> tuple:
     """Fine-tune a copy of ``clf`` on ``train`` for ``epochs`` epochs and return the logit change (eval mode) on
     (train, test) of the model after the last epoch (no validation-based selection).
 
@@ -230,7 +230,7 @@ def predicted_feature_change(clf, train, test, delta: np.ndarray, weights: np.nd
 def predict_and_compare(kernels, clf, train, test, train_logits: np.ndarray, *, batch_size: int, lr: float,
                         seed: int, weight_decay: float = 0.0, epochs: int = 1, optimizer: str = "adamw",
                         eval_batch_size: int = 64, dropout: bool = True, max_grad_norm: float | None = 1.0,
-                        data_order: str = "random") -> dict:
+                        data_order: str = "length") -> dict:
     """Eq. 1 prediction from ``kernels`` (at ``clf``'s current parameters) against a real fine-tuning of a copy.
 
     Returns a JSON-ready dict: the setting, the SGD scale, and :func:`compare` results for the full kernel on test
