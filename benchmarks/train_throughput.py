@@ -30,11 +30,12 @@ Timing: tokenisation and model loading are outside every timing. ``loop`` is the
 ``on_train_end``). ``call`` is the whole call a user waits for (ours: ``finetune(...)``, which also creates the
 optimiser and writes its resume checkpoint — weights + optimiser state — after the epoch; Trainer: constructing the
 ``Trainer`` plus ``train()``). Each round runs every variant once on a fresh model, in an order rotated each round
-to spread the drift of a noisy machine; the table gives the median over rounds. An untimed warm-up step precedes the
+to spread the drift of a noisy machine. Reported: every round's speed-up of ours over each baseline (its variants
+ran back to back) with the min / median / max over rounds, then the table of medians; a spread over 25% is flagged. An untimed warm-up step precedes the
 rounds. Padding share = pad tokens / all tokens of the batches fed to the model (counted by a forward pre-hook on the
 Classifier, identically for all variants).
 
-    python benchmarks/train_throughput.py                   # MRPC, 128 examples (8 steps), 2 rounds: 1-5 min
+    python benchmarks/train_throughput.py                   # MRPC, 128 examples (8 steps), 3 rounds: 2-8 min
     python benchmarks/train_throughput.py --task rte --n-examples 160 --rounds 3
 """
 
@@ -186,6 +187,35 @@ def warm_up(model, num_labels, train_enc, batch_size):
     F.cross_entropy(clf(**batch), labels).backward()
 
 
+def round_ratios(runs: dict[str, list[dict]], variant: str, key: str) -> list[float]:
+    """Per round: our examples/s over ``variant``'s (= its time / ours), each round's pair measured back to back."""
+    return [other[key] / ours[key] for ours, other in zip(runs[OURS], runs[variant])]
+
+
+def spread(values: list[float]) -> str:
+    """``min / median / max`` of per-round values."""
+    return f"{min(values):.2f} / {statistics.median(values):.2f} / {max(values):.2f}"
+
+
+def print_round_ratios(runs: dict[str, list[dict]], variants: list[str], rounds: int) -> None:
+    """Our speed-up against each baseline round by round, and its min / median / max: a median alone hides a noisy
+    machine (two rounds can disagree by 2x when other jobs share the cores)."""
+    print("\nspeed-up of ours (our examples/s over the baseline's), per round:")
+    print(f"{'baseline':<34} {'':>4} " + " ".join(f"{f'r{r + 1}':>5}" for r in range(rounds))
+          + f"  {'min / median / max':>20}")
+    noisy = False
+    for v in variants:
+        if v == OURS:
+            continue
+        for key in ("loop", "call"):
+            ratios = round_ratios(runs, v, key)
+            print(f"{LABELS[v]:<34} {key:>4} " + " ".join(f"{x:>5.2f}" for x in ratios) + f"  {spread(ratios):>20}")
+            noisy |= max(ratios) > 1.25 * min(ratios)
+    if noisy:
+        print("rounds disagree by more than 25%: the machine was not quiet; quote the spread, or rerun on idle cores "
+              "with more --rounds")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--task", default="mrpc", help="a task with a train split (default mrpc: sentence pairs of "
@@ -199,7 +229,10 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-5)
-    p.add_argument("--rounds", type=int, default=2, help="each variant runs once per round; medians are reported")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="each variant runs once per round, in an order rotated each round; per-round speed-ups, "
+                        "their min / median / max, and medians are reported (default 3: every variant once in every "
+                        "position)")
     p.add_argument("--variants", default=f"{OURS},{TRAINER_DYNAMIC},{TRAINER_MAX}",
                    help="comma-separated subset of: " + ", ".join(LABELS))
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -208,6 +241,8 @@ def main(argv=None) -> int:
     unknown = sorted(set(variants) - set(LABELS))
     if unknown:
         p.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(LABELS)}")
+    if args.rounds < 1:
+        p.error(f"--rounds must be >= 1, got {args.rounds}")
     if args.threads:
         torch.set_num_threads(args.threads)
     n = args.steps * args.batch_size if args.steps else args.n_examples
@@ -248,6 +283,8 @@ def main(argv=None) -> int:
                   f"padding {out['counter'].padding_share:6.1%}", flush=True)
 
     med = {v: {k: statistics.median(o[k] for o in runs[v]) for k in ("loop", "call")} for v in variants}
+    if OURS in variants and len(variants) > 1:
+        print_round_ratios(runs, variants, args.rounds)
     print()
     header = (f"{'variant':<34} {'padding':>8} {'loop s':>7} {'ex/s':>6} {'call s':>7} {'ex/s':>6}"
               + (f" {'ours/this loop':>14} {'ours/this call':>14}" if OURS in variants else ""))
@@ -262,7 +299,8 @@ def main(argv=None) -> int:
             ratio_call = (n / med[OURS]["call"]) / (n / call)
             row += f" {ratio_loop:>14.2f} {ratio_call:>14.2f}"
         print(row)
-    print("\nex/s = training examples per second (median over rounds); ratio = our examples/s over this row's.")
+    print("\nex/s = training examples per second (median over rounds); ratio = our examples/s over this row's "
+          "(of the medians; the spread over rounds is above).")
     print("padding = pad tokens / all tokens in the training batches fed to the model.")
     trainer_opts = {runs[v][0]["optimizer"] for v in variants if v != OURS}
     if trainer_opts:

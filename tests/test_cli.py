@@ -1,6 +1,7 @@
 """The `lpft` command through a subprocess: help, bad input (exit 2, one line, nothing written), a tiny run."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -63,5 +64,12 @@ def test_tiny_run_end_to_end_and_reuse(toy_csv, tiny_bert_dir, tmp_path):
     first = lpft(*args)
     assert first.returncode == 0, first.stderr
     assert "LP-FT on files" in first.stdout and "test" in first.stdout and "run folder:" in first.stdout
+    # the epoch line names the metric and says which epoch is kept, rather than printing a dict and a bare '*'
+    assert "LP-FT (seed 0) epoch 1/1: train loss " in first.stdout and ", validation accuracy " in first.stdout
+    assert "(best so far)" in first.stdout and "{" not in first.stdout and "*" not in first.stdout
+    trained = re.search(r"best epoch 1, (trained in \d+ s)\n", first.stdout)
+    assert trained, first.stdout
     again = lpft(*args)
     assert again.returncode == 0 and "reusing finished run" in again.stdout + again.stderr
+    # a reused run reports the time it took to train, not the second it took to read it
+    assert f"best epoch 1, {trained.group(1)} (reused from an earlier command)" in again.stdout, again.stdout

@@ -1,7 +1,8 @@
 """The single ``lpft`` command. Each subcommand lives in its own module exposing ``add_arguments`` and ``run``.
 
-Errors from bad input (unknown task/method/model, malformed data, invalid options) print one line
-``lpft: error: ...`` and exit with status 2, before anything is written.
+Errors from bad input (unknown task/method/model, malformed data, invalid options, damaged run folders) print one
+line ``lpft: error: ...`` and exit with status 2, before anything is written. A run stopped by a full disk or by
+diverging training exits the same way (one line, status 2); a full disk leaves the run resumable.
 """
 
 from __future__ import annotations
@@ -23,14 +24,41 @@ COMMANDS = {
 }
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` only where the help text does not already explain the default.
+
+    Options whose default is ``None`` (unset) describe what unset means in their own words, and hand-written
+    "default ..." phrases are kept as written, so no help line states its default twice.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text.lower() or "unset" in text.lower():
+            return text
+        return super()._get_help_string(action)
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("lpft")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lpft", description="Linear probing then fine-tuning, with NTK analysis.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text,
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        mod = importlib.import_module(module)
+        # a module's DESCRIPTION (what it writes, where) extends the one-line summary in `lpft <command> --help`
+        description = help_text + (". " + mod.DESCRIPTION if getattr(mod, "DESCRIPTION", None) else "")
+        p = sub.add_parser(name, help=help_text, description=description, formatter_class=HelpFormatter)
         p.set_defaults(_module=module)
-        importlib.import_module(module).add_arguments(p)
+        mod.add_arguments(p)
     return parser
 
 
@@ -59,12 +87,19 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     from .config import ConfigError
     from .data.base import DataError
+    from .io import DiskFullError, is_disk_full
     from .model import ModelError
 
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
-    except (ConfigError, DataError, ModelError) as err:
+    except (ConfigError, DataError, ModelError, DiskFullError) as err:
         print(f"lpft: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        if not is_disk_full(err):
+            raise
+        # a full disk outside lpft.io's atomic writers (e.g. a report's text file): the same one line
+        print(f"lpft: error: {DiskFullError(err.filename or 'the output')}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lpft: interrupted — rerun the same command to resume", file=sys.stderr)

@@ -2,11 +2,15 @@
 
 Every write goes to a temporary file in the destination folder and is moved into place with ``os.replace``, so a
 crash never leaves a half-written file under the final name. Reading never executes code from a file (no pickle).
+A write that fails because the disk is full raises :class:`DiskFullError` naming the file. JSON is strict: NaN and
+infinities are written as ``null`` (``json`` would write the non-standard ``NaN`` that other tools reject).
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 import platform
 import subprocess
@@ -23,29 +27,100 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+class DiskFullError(OSError):
+    """A write failed because the device is full; ``filename`` is the file lpft was writing."""
+
+    def __init__(self, path):
+        super().__init__(errno.ENOSPC, "no space left on device", str(path))
+
+    def __str__(self) -> str:
+        return f"no space left on device while writing {self.filename}: free space and rerun to resume"
+
+
+def is_disk_full(err: BaseException, folder: str | os.PathLike | None = None) -> bool:
+    """Whether ``err`` came from a full device: ENOSPC / EDQUOT, or (for writers that hide the errno, such as
+    torch.save and safetensors' Rust writer) any error while ``folder``'s file system has no space left."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if folder is None or not (isinstance(err, (OSError, RuntimeError)) or type(err).__name__ == "SafetensorError"):
+        return False
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except (OSError, AttributeError):
+        return False
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike):
     """Yield a temporary path next to ``path``; on success move it to ``path``, on error remove it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        if is_disk_full(err):
+            raise DiskFullError(path) from err
+        raise
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results should be readable like any other file
     try:
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if not isinstance(err, DiskFullError) and is_disk_full(err, path.parent):
+            raise DiskFullError(path) from err
         raise
 
 
+def check_writable_folder(path: str | os.PathLike, option: str) -> None:
+    """Raise ConfigError naming ``option`` unless ``path`` is (or can be created as) a folder we can write to.
+
+    Checked before any expensive work, so a wrong ``--out`` fails in a second rather than after training.
+    """
+    from .config import ConfigError
+
+    path = Path(path).expanduser()
+    existing = path
+    while not existing.exists():  # the nearest existing ancestor decides whether ``path`` can be created
+        if existing.is_symlink():  # a dangling link: mkdir would fail on it
+            raise ConfigError(f"{option} {str(path)!r}: {existing} is a broken symbolic link")
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"cannot be created: {existing} is a file"
+        raise ConfigError(f"{option} {str(path)!r} {where}, expected a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "is not writable" if existing == path else f"cannot be created: {existing} is not writable"
+        raise ConfigError(f"{option} {str(path)!r} {where} (read-only folder or file system)")
+
+
 def write_json(path, obj) -> None:
+    """Strict JSON (no NaN / Infinity tokens): non-finite floats are written as ``null``."""
+    text = json.dumps(_finite_or_null(obj), indent=2, sort_keys=False, default=_json_default, allow_nan=False)
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+        tmp.write_text(text + "\n")
 
 
-def read_json(path):
-    return json.loads(Path(path).read_text())
+def _finite_or_null(obj):
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_or_null(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_null(v) for v in obj]
+    if isinstance(obj, np.ndarray) and obj.dtype.kind == "f":
+        return _finite_or_null(obj.tolist())
+    return obj
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def read_json(path, strict: bool = False):
+    """Parse a JSON file; ``strict=True`` also rejects the non-standard NaN / Infinity tokens."""
+    text = Path(path).read_text()
+    return json.loads(text, parse_constant=_reject_constant) if strict else json.loads(text)
 
 
 def _json_default(o):

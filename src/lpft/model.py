@@ -17,6 +17,7 @@ Example (tiny model built from a config, no download)::
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import torch
@@ -46,12 +47,77 @@ def resolve_model_path(name_or_path: str) -> str:
     return os.path.expanduser(name_or_path)
 
 
+#: seconds to wait for the Hugging Face hub before a hub model that is not cached is reported as unreachable
+HUB_TIMEOUT_S = 3.0
+
+
+@lru_cache(maxsize=None)
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face hub cannot be reached now (``None``: a TCP connection to it, or to the configured
+    proxy, opened within ``HUB_TIMEOUT_S``). Checked once per process.
+
+    Without this, an uncached hub name offline costs ~a minute of retries in ``huggingface_hub`` and a
+    multi-line traceback before the error; with it, one line after at most ``HUB_TIMEOUT_S``.
+    """
+    import socket
+    import threading
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE is set"
+    url = urlsplit(constants.ENDPOINT)
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        proxy_url = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        host, port = proxy_url.hostname, proxy_url.port or 80
+    failure = ["timed out"]
+
+    def connect():  # in a thread: name resolution is not bounded by the socket timeout
+        try:
+            socket.create_connection((host, port), timeout=HUB_TIMEOUT_S).close()
+            failure[0] = None
+        except OSError as err:
+            failure[0] = str(err) or type(err).__name__
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(HUB_TIMEOUT_S + 0.5)
+    return None if failure[0] is None else f"no connection to {host}:{port} within {HUB_TIMEOUT_S:g} s: {failure[0]}"
+
+
+def hub_options(name_or_path: str, path: str) -> dict:
+    """Extra ``from_pretrained`` options for ``path`` (the resolved name): none for a local folder or a reachable
+    hub; ``local_files_only`` for a hub model in the local cache while the hub is unreachable; a one-line
+    ModelError for an uncached hub model while it is unreachable."""
+    if os.path.isdir(path):
+        return {}
+    reason = hub_unreachable()
+    if reason is None:
+        return {}
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = isinstance(try_to_load_from_cache(path, "config.json"), str)
+    except Exception:  # an invalid repo id: not cached; from_pretrained would reject it too
+        cached = False
+    if cached:
+        return {"local_files_only": True}
+    raise ModelError(f"model {name_or_path!r} is not a local folder nor in the Hugging Face cache, and the hub cannot "
+                     f"be reached ({reason}): pass a local model folder, or leave --model unset for the embedded "
+                     f"{DEFAULT_MODEL}")
+
+
 def load_tokenizer(name_or_path: str):
     from transformers import AutoTokenizer
 
     path = resolve_model_path(name_or_path)
+    options = hub_options(name_or_path, path)
     try:
-        return AutoTokenizer.from_pretrained(path)
+        return AutoTokenizer.from_pretrained(path, **options)
     except (OSError, ValueError) as err:
         raise ModelError(f"cannot load tokenizer for model {name_or_path!r}: {str(err).splitlines()[0]}") from None
 
@@ -61,10 +127,12 @@ def load_backbone(name_or_path: str, attn_implementation: str = "eager") -> nn.M
     from transformers import AutoModel
 
     path = resolve_model_path(name_or_path)
+    options = hub_options(name_or_path, path)
     try:
-        return AutoModel.from_pretrained(path, add_pooling_layer=False, attn_implementation=attn_implementation)
+        return AutoModel.from_pretrained(path, add_pooling_layer=False, attn_implementation=attn_implementation,
+                                         **options)
     except TypeError:  # encoders without a pooler argument
-        return AutoModel.from_pretrained(path, attn_implementation=attn_implementation)
+        return AutoModel.from_pretrained(path, attn_implementation=attn_implementation, **options)
     except (OSError, ValueError) as err:
         raise ModelError(f"cannot load model {name_or_path!r}: {str(err).splitlines()[0]}") from None
 
@@ -114,6 +182,31 @@ class Classifier(nn.Module):
     def head_norms(self) -> tuple[float, float]:
         """(||V||_F, ||b||_2) of the head."""
         return float(self.head.weight.detach().norm()), float(self.head.bias.detach().norm())
+
+
+# encoders whose position ids start after the padding index (RoBERTa's scheme): pad_token_id + 1 positions are unusable
+_POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "longformer",
+                            "ibert", "mpnet", "esm", "roberta-prelayernorm")
+
+
+def max_input_tokens(name_or_path: str, tokenizer=None) -> int | None:
+    """The most tokens one input may have: the model's position embeddings (less RoBERTa's padding offset), capped
+    by the tokenizer's ``model_max_length``; None when the model sets no limit. Reads config.json only."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_model_path(name_or_path))
+    except (OSError, ValueError) as err:
+        raise ModelError(f"cannot load config of model {name_or_path!r}: {str(err).splitlines()[0]}") from None
+    limits = []
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions:
+        offset = (config.pad_token_id or 0) + 1 if config.model_type in _POSITIONS_AFTER_PADDING else 0
+        limits.append(positions - offset)
+    tok_limit = getattr(tokenizer, "model_max_length", None)
+    if tok_limit and tok_limit < 1_000_000:  # tokenizers without a limit report a huge sentinel
+        limits.append(int(tok_limit))
+    return min(limits) if limits else None
 
 
 #: Head initialisations: ``normal`` is what Hugging Face ``Trainer``'s models (``PreTrainedModel._init_weights``,

@@ -16,7 +16,8 @@ A run folder (``<out>/<task>/<method>/<model>-seed<seed>-<key>/``) holds::
     state/             resume state while training (removed when finished)
 
 Every file is written atomically. Validation of options, data and model happens before the folder is created, so
-bad input leaves nothing behind.
+bad input leaves nothing behind. ``RunRecord`` checks every file it reads (``lpft.run_files``): a truncated or edited
+file is a one-line :class:`RunFolderError` naming it.
 """
 
 from __future__ import annotations
@@ -35,12 +36,15 @@ from .config import ConfigError
 from .data import Task, compute_metrics, files_task, get_task
 from .data.base import fingerprint
 from .data.batching import Encoded, encode
-from .io import environment_info, load_array, load_tensors, read_json, save_array, save_tensors, write_json
+from .io import check_writable_folder, environment_info, save_array, save_tensors, write_json
 from .methods.config import LEGACY_PROTOCOL, RunConfig
 from .methods.finetune import finetune, load_trainable_state, trainable_state
 from .methods.lora import apply_lora, merge_lora
 from .methods.lp import (default_cache_dir, encoded_fingerprint, linear_probe, pretrained_features, set_head)
-from .model import Classifier, init_head, initializer_range, load_tokenizer, model_fingerprint, extract
+from .run_files import (RunFolderError, check_config, check_head, check_history, check_logits, check_metrics,
+                        check_model_header, check_model_state, check_steps)
+from .model import (Classifier, extract, init_head, initializer_range, load_tokenizer, max_input_tokens,
+                    model_fingerprint)
 
 HEAD_STAGES = ("init", "lp", "start", "ft")
 
@@ -67,6 +71,10 @@ def prepare(cfg: RunConfig, data_dir: str | None = None) -> Prepared:
     """Load and tokenise the data (raises DataError / ModelError on bad input; writes nothing)."""
     task = load_task(cfg, data_dir)
     tokenizer = load_tokenizer(cfg.model)
+    limit = max_input_tokens(cfg.model, tokenizer)
+    if limit is not None and cfg.max_length > limit:
+        raise ConfigError(f"--max-length {cfg.max_length} is more than model {cfg.model!r} accepts: at most {limit} "
+                          "tokens per input")
     splits, info = {}, {}
     for split in ("train", "validation", "test"):
         examples = task.load(split)
@@ -132,31 +140,68 @@ def resolve_cache(cache_dir: str | Path | None) -> Path | None:
     return default_cache_dir() if cache_dir == "default" else (Path(cache_dir) if cache_dir else None)
 
 
-def _check_same_data(folder: Path, cfg: RunConfig, data_dir: str | None) -> None:
-    """A finished run is reused only if the data it was trained and tested on is unchanged."""
-    task = load_task(cfg, data_dir)
-    saved = read_json(folder / "config.json")["data"]["splits"]
-    for split, info in saved.items():
-        examples = task.load(split)
-        limit = cfg.train_subset if split == "train" else cfg.eval_subset
-        if fingerprint(examples[:limit] if limit else examples) != info["fingerprint"]:
-            raise ConfigError(f"run folder {folder} was made from different {split} data than {cfg.task!r} has now; "
+def _check_same_data(folder: Path, cfg: RunConfig, saved: dict, current: dict | None = None,
+                     data_dir: str | None = None, finished: bool = True) -> None:
+    """A run is reused or resumed only if the data it was trained and tested on is unchanged.
+
+    ``saved`` is the ``data`` entry of its config.json; ``current`` the same for the data as it is now (computed
+    from the task when not given)."""
+    if current is None:
+        task = load_task(cfg, data_dir)
+        current = {}
+        for split in saved["splits"]:
+            examples = task.load(split)
+            limit = cfg.train_subset if split == "train" else cfg.eval_subset
+            current[split] = {"fingerprint": fingerprint(examples[:limit] if limit else examples)}
+    else:
+        current = current["splits"]
+    for split, info in saved["splits"].items():
+        if split in current and current[split]["fingerprint"] != info["fingerprint"]:
+            what = "finished run" if finished else "unfinished run (resume state)"
+            raise ConfigError(f"{what} {folder} was made from different {split} data than {cfg.task!r} has now; "
                               "remove the folder or choose another --out")
+
+
+def _resumable_data(folder: Path) -> dict | None:
+    """The data an interrupted run in ``folder`` was training on, or None when there is nothing to resume."""
+    if not (folder / "state" / "progress.json").exists():
+        return None
+    return check_config(folder / "config.json")[1]
+
+
+def run_label(cfg: RunConfig) -> str:
+    """How progress lines name a run, so that the lines of a study's many runs can be told apart.
+
+    >>> run_label(RunConfig(method="lp-ft", seed=2, head_norm=10.0))
+    'LP-FT (seed 2, head norm 10)'
+    """
+    extra = (f", head norm {cfg.head_norm:g}" if cfg.head_norm is not None
+             else f", head x{cfg.head_scale:g}" if cfg.head_scale is not None else "")
+    return f"{cfg.method.upper()} (seed {cfg.seed}{extra})"
 
 
 def train(cfg: RunConfig, out: str | Path = "runs", data_dir: str | None = None,
           cache_dir: str | Path | None = "default", device: str | None = None) -> Path:
     """Run (or reuse, or resume) one training run; returns its folder."""
     cfg = cfg.resolved()
+    check_writable_folder(out, "--out")
+    if cache_dir is not None and cache_dir != "default":
+        check_writable_folder(cache_dir, "--cache-dir")
     folder = run_folder(cfg, out)
     if (folder / "metrics.json").exists():
-        _check_same_data(folder, cfg, data_dir)
+        record = RunRecord(folder)  # refuses a damaged folder with a one-line error naming the file
+        _check_same_data(folder, cfg, record.data, data_dir=data_dir)
         tqdm.write(f"reusing finished run {folder}")
         return folder
     cache = resolve_cache(cache_dir)
+    if cache_dir == "default":
+        check_writable_folder(cache, "the cache folder ($LPFT_CACHE_DIR or ~/.cache/lpft)")
     started = time.perf_counter()
     prep = prepare(cfg, data_dir)
     task, splits = prep.task, prep.splits
+    resume_data = _resumable_data(folder)
+    if resume_data is not None:  # before the expensive LP: resuming on other data would mix two trainings
+        _check_same_data(folder, cfg, resume_data, prep.data_info, finished=False)
     clf, heads = start_of_fine_tuning(cfg, prep, cache, device)
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -181,7 +226,7 @@ def train(cfg: RunConfig, out: str | Path = "runs", data_dir: str | None = None,
                           lr=cfg.lr, seed=cfg.seed, evaluate=evaluate, state_dir=folder / "state",
                           weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
                           data_order=cfg.data_order, log_every=cfg.log_every,
-                          eval_batch_size=cfg.eval_batch_size, desc=cfg.method.upper())
+                          eval_batch_size=cfg.eval_batch_size, desc=run_label(cfg))
         save_tensors(folder / "heads" / "ft.safetensors", _head_tensors(clf))
         logits = {split: extract(clf, splits[split], cfg.eval_batch_size, desc=f"evaluate {split}", logits=True)[1]
                   for split in ("validation", "test")}
@@ -212,24 +257,32 @@ class RunRecord:
         self.path = Path(path)
         if not (self.path / "metrics.json").exists():
             raise FileNotFoundError(f"{self.path} is not a finished run folder (no metrics.json)")
-        saved = read_json(self.path / "config.json")
-        self.config = RunConfig(**{**LEGACY_PROTOCOL, **saved["config"]})
-        self.data = saved["data"]
-        self.metrics = read_json(self.path / "metrics.json")
-        self.history = read_json(self.path / "history.json")
-        self.steps = read_json(self.path / "steps.json")
+        # every file is checked on opening (cheap: JSON, logits, heads, the model's header), so a truncated or
+        # edited file is a RunFolderError naming it here, not a traceback or a wrong number later
+        self.config, self.data = check_config(self.path / "config.json")
+        self.metrics = check_metrics(self.path / "metrics.json", self.config, self.data)
+        self.history = check_history(self.path / "history.json", self.config, self.metrics["best_epoch"])
+        self.steps = check_steps(self.path / "steps.json")
+        self._logits = {split: check_logits(self.path, split, self.data) for split in ("validation", "test")}
+        stages = ("init",) + (("lp",) if self.config.uses_lp else ()) + (("start", "ft") if self.config.method != "lp"
+                                                                          else ())
+        C = len(self.data["labels"])
+        self._heads = {stage: check_head(self.path / "heads" / f"{stage}.safetensors", C) for stage in stages}
+        check_model_header(self.path / "model.safetensors", C)
 
     def head(self, stage: str) -> tuple[np.ndarray, np.ndarray]:
         """(weight (C, h), bias (C,)) at ``stage`` in init, lp, start, ft (lp only for LP methods)."""
         if stage not in HEAD_STAGES:
             raise ValueError(f"unknown head stage {stage!r}: expected one of {', '.join(HEAD_STAGES)}")
-        tensors = load_tensors(self.path / "heads" / f"{stage}.safetensors")
-        return tensors["weight"].numpy(), tensors["bias"].numpy()
+        if stage not in self._heads:
+            raise FileNotFoundError(f"run {self.path} ({self.config.method}) has no {stage} head")
+        weight, bias = self._heads[stage]
+        return weight.copy(), bias.copy()
 
     def logits(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """(logits (N, C), labels (N,)) of the best model on ``validation`` or ``test``."""
-        return (load_array(self.path / "logits" / f"{split}.npy"),
-                load_array(self.path / "logits" / f"{split}_labels.npy"))
+        logits, labels = self._logits[split]
+        return logits.copy(), labels.copy()
 
     def pretrained(self) -> Classifier:
         """The pre-trained backbone with the run's initial head (phi0 for feature-change statistics)."""
@@ -246,5 +299,6 @@ class RunRecord:
         clf = self.pretrained()
         if self.config.uses_lora:
             apply_lora(clf, self.config.lora_r, self.config.lora_alpha, seed=self.config.seed)
-        load_trainable_state(clf, load_tensors(self.path / "model.safetensors"))
+        state = check_model_state(self.path / "model.safetensors", dict(clf.named_parameters()))
+        load_trainable_state(clf, state)
         return (merge_lora(clf) if merge_lora_weights else clf).eval()

@@ -29,10 +29,14 @@ def only_folder(out):
 def test_ntk_end_to_end_consistent_and_reused(toy_csv, tiny_bert_dir, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(ntk_args(toy_csv, tiny_bert_dir, out, "--method", "lp-ft", "--lp-cs", "2", "--lp-folds", "2")) == 0
-    first = capsys.readouterr().out
-    assert "kernel group" in first and "FT ratio" in first and "cosine" in first
+    captured = capsys.readouterr()
+    first = captured.out
+    assert "FT ratio" in first and "cosine" in first
+    # progress over parameter groups is a bar on stderr, not one stdout line per group; no empty metric dicts
+    assert "kernel group" not in first and "eNTK parameter groups" in captured.err
+    assert "validation {}" not in first and "NTK predict: fine-tune epoch 1/1: train loss" in first
     folder = only_folder(out)
-    assert folder.name.startswith("lp-ft-seed0-")
+    assert folder.name.startswith("lp-ft-seed0-n8x6-")
     for name in ("meta.json", "P_train.npy", "F_train.npy", "P_test.npy", "F_test.npy", "stats.json", "summary.md",
                  "spectrum.png", "pair_norms.png"):
         assert (folder / name).is_file(), name
@@ -70,12 +74,17 @@ def test_ntk_end_to_end_consistent_and_reused(toy_csv, tiny_bert_dir, tmp_path, 
     stamp = (folder / "F_train.npy").stat().st_mtime_ns
     assert main(ntk_args(toy_csv, tiny_bert_dir, out, "--method", "lp-ft", "--lp-cs", "2", "--lp-folds", "2",
                          "--no-predict")) == 0
-    again = capsys.readouterr().out
-    assert "kernel group" not in again  # the finished kernel folder is loaded, not recomputed
+    again = capsys.readouterr().err
+    assert "eNTK parameter groups" not in again  # the finished kernel folder is loaded, not recomputed
     assert (folder / "F_train.npy").stat().st_mtime_ns == stamp
     stats2 = json.loads((folder / "stats.json").read_text())
     assert "predict" not in stats2
     assert stats2["kernels"]["F"]["frobenius"] == pytest.approx(ks["F"]["frobenius"])
+
+    # another sample set in the same --out (a small trial, then the full N) gets its own folder, no error
+    assert main(ntk_args(toy_csv, tiny_bert_dir, out, "--method", "lp-ft", "--lp-cs", "2", "--lp-folds", "2",
+                         "--no-predict", "--n-train", "6")) == 0
+    assert sorted(f.name.split("-")[3] for f in (out / "files" / "ntk").iterdir()) == ["n6x6", "n8x6"]
 
 
 def test_method_lp_is_exit_2_and_writes_nothing(toy_csv, tiny_bert_dir, tmp_path, capsys):

@@ -154,12 +154,18 @@ def calibration_report(val_logits, val_labels, test_logits, test_labels) -> dict
 
 
 def reliability_diagram(probs_before, probs_after, labels, path, title: str = "", n_bins: int = N_BINS):
-    """Write a PNG reliability diagram: per-bin accuracy against confidence before and after scaling.
+    """Write :func:`reliability_figure` as a PNG, atomically; returns the path."""
+    return save_png(reliability_figure(probs_before, probs_after, labels, title, n_bins), path)
 
-    Bars sit side by side in each bin (empty bins draw nothing), the dashed diagonal is perfect calibration and the
-    legend gives each ECE in percent. Written atomically; returns the path.
+
+def reliability_figure(probs_before, probs_after, labels, title: str = "", n_bins: int = N_BINS):
+    """A reliability diagram: per-bin accuracy against confidence before and after scaling.
+
+    Bars sit side by side in each bin (empty bins draw nothing), each labelled with its number of examples, so that a
+    large calibration error from a bin of two examples shows as such; the dashed diagonal is perfect calibration.
+    The legend, under the axes where it covers no bar, gives each ECE and MCE in percent.
     """
-    fig = new_figure(figsize=(5, 5))
+    fig = new_figure(figsize=(5, 5.8), layout="constrained")
     ax = fig.add_subplot()
     width = 1.0 / n_bins
     left = np.arange(n_bins) * width
@@ -167,10 +173,15 @@ def reliability_diagram(probs_before, probs_after, labels, path, title: str = ""
                                       (0.5, probs_after, "after TS", "tab:blue")):
         counts, acc, _ = reliability_bins(probs, labels, n_bins)
         ece = expected_calibration_error(probs, labels, n_bins)
+        mce = maximum_calibration_error(probs, labels, n_bins)
         keep = counts > 0
-        ax.bar(left[keep] + shift * width, acc[keep], width=width / 2, align="edge", color=color, alpha=0.8,
-               edgecolor="black", linewidth=0.5, label=f"{name} (ECE {100 * ece:.2f}%)")
+        bars = ax.bar(left[keep] + shift * width, acc[keep], width=width / 2, align="edge", color=color, alpha=0.8,
+                      edgecolor="black", linewidth=0.5, label=f"{name} (ECE {100 * ece:.2f}%, MCE {100 * mce:.2f}%)")
+        ax.bar_label(bars, labels=[str(int(n)) for n in counts[keep]], padding=1, fontsize=6, color=color,
+                     rotation=90 if counts.max() >= 100 else 0)
     ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=title)
-    ax.legend(loc="upper left")
-    return save_png(fig, path)
+    ax.set(xlim=(0, 1), ylim=(0, 1.08), xlabel="confidence (numbers: examples per bar)", ylabel="accuracy",
+           title=title)
+    ax.set_yticks(np.linspace(0, 1, 6))
+    fig.legend(loc="outside lower center", ncols=1, fontsize="small", frameon=False)
+    return fig

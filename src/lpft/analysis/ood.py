@@ -54,7 +54,7 @@ def resolve_eval_set(record: RunRecord, spec: str, data_dir: str | None = None,
 
 
 def evaluate_set(record: RunRecord, eval_set: EvalSet, role: str, cache_dir=None, device: str | None = None) -> dict:
-    """Metrics and feature statistics of the run on one set; ``role`` is "ID" or "OOD"."""
+    """Metrics and feature statistics of the run on one set; ``role`` is "ID", "OOD" or "ID+OOD"."""
     phi = run_features(record, eval_set, "trained", cache_dir, device=device)
     phi0 = run_features(record, eval_set, "pretrained", cache_dir, device=device)
     logits = head_logits(record, phi)
@@ -69,12 +69,43 @@ def evaluate_set(record: RunRecord, eval_set: EvalSet, role: str, cache_dir=None
 def evaluate_ood(record: RunRecord, specs: list[str], data_dir: str | None = None, cache_dir=None,
                  text_columns: tuple[str, ...] | None = None, label_column: str | None = None,
                  limit: int | None = None, device: str | None = None) -> list[dict]:
-    """One row for the run's own test split (ID) and one per extra set (OOD), in that order.
+    """One row for the run's own test split and one per extra set, in that order, each with its role
+    (:func:`set_role`).
 
     Every set is resolved (files read, labels checked) before any features are computed, so a bad set fails fast.
     """
     extra = [resolve_eval_set(record, spec, data_dir, text_columns, label_column, limit) for spec in specs]
-    rows = [evaluate_set(record, run_split(record, "test", data_dir), "ID", cache_dir, device)]
-    rows += [evaluate_set(record, s, "OOD", cache_dir, device) for s in extra]
+    rows = [evaluate_set(record, run_split(record, "test", data_dir), set_role(record.config.task, record.config.task),
+                         cache_dir, device)]
+    rows += [evaluate_set(record, s, set_role(record.config.task, spec if not is_file_spec(spec) else None),
+                          cache_dir, device) for spec, s in zip(specs, extra)]
     return rows
+
+
+# Registered test sets whose domain relative to their family's training data is known: (family, role). CoLA trains on
+# in-domain sentences; its test split is the in-domain dev set followed by the out-of-domain one, and cola-id /
+# cola-ood are the two parts. BOSS trains on Amazon reviews: Amazon test sets are in-distribution, the others not.
+DOMAIN = {"cola": ("cola", "ID+OOD"), "cola-id": ("cola", "ID"), "cola-ood": ("cola", "OOD"),
+          **{f"boss-{name}{full}": ("boss", "ID" if name == "amazon" else "OOD")
+             for name in ("amazon", "dynasent", "semeval", "sst5") for full in ("", "-full")}}
+
+
+def set_role(run_task: str, task: str | None) -> str:
+    """"ID", "OOD" or "ID+OOD" for the test split of registered ``task`` (``None``: a user file) next to a run
+    trained on ``run_task``. A run's own task is in-distribution (CoLA's mixed test split: ID+OOD); a set of the same
+    family (``DOMAIN``) has its known role (``cola-id`` next to a CoLA run, ``boss-amazon-full`` next to a
+    ``boss-amazon`` run: ID); any other set, and every file, is what ``--ood`` says it is: OOD.
+
+    >>> [set_role("cola", t) for t in ("cola", "cola-id", "cola-ood", "sst2", None)]
+    ['ID+OOD', 'ID', 'OOD', 'OOD', 'OOD']
+    >>> set_role("bbc-news", "bbc-news"), set_role("cola-ood", "cola-id"), set_role("boss-amazon", "boss-sst5")
+    ('ID', 'ID', 'OOD')
+    """
+    if task is None:
+        return "OOD"
+    task, run_task = task.lower(), run_task.lower()
+    family, role = DOMAIN.get(task, (None, "ID"))
+    if task == run_task:
+        return "ID+OOD" if role == "ID+OOD" else "ID"
+    return role if family is not None and DOMAIN.get(run_task, (None,))[0] == family else "OOD"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Callable
 
-from ..config import ConfigError, add_config_arguments, config_from_args
+from ..config import ConfigError, add_config_arguments, config_from_args, field_docs
 from ..methods.config import RunConfig
 
 # run options a study sets itself, per run (a sweep also sets the head norm)
@@ -29,8 +29,10 @@ def parse_list(value: str | list[str], option: str, kind: Callable = str, what: 
 
 
 def add_study_arguments(parser: argparse.ArgumentParser) -> None:
-    """Every ``lpft train`` option except those the study varies per run."""
-    add_config_arguments(parser, RunConfig, skip=STUDY_SKIPS)
+    """Every ``lpft train`` option except those the study varies per run; ``--task`` is required, because a study
+    trains many runs and should not fall back on ``lpft train``'s demonstration task without being asked."""
+    parser.add_argument("--task", required=True, help=field_docs(RunConfig)["task"])
+    add_config_arguments(parser, RunConfig, skip=STUDY_SKIPS + ("task",))
 
 
 def base_config(args: argparse.Namespace) -> RunConfig:

@@ -9,6 +9,10 @@ from ._options import open_run
 from .train import format_table
 
 
+DESCRIPTION = ("Fits the temperature on the run's validation logits and writes calibration.json, "
+               "reliability.csv and reliability.png to --report (unset: <run>/calibration).")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="a finished run folder")
     parser.add_argument("--report", default=None,
@@ -20,11 +24,12 @@ def run(args: argparse.Namespace) -> int:
     from scipy.special import softmax
 
     from ..analysis.calibration import calibration_report, reliability_bins, reliability_diagram
-    from ..io import write_json
+    from ..io import check_writable_folder, write_json
     from ..report.output import report_folder
     from ..report.tables import write_csv
 
     record = open_run(args.run)
+    check_writable_folder(args.report or Path(args.run) / "calibration", "--report")
     val, test = record.logits("validation"), record.logits("test")
     rep = calibration_report(*val, *test)
     z, y = test

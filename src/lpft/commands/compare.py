@@ -10,6 +10,10 @@ from ._options import add_study_arguments, base_config, parse_list
 from .train import add_run_location_arguments, cache_arg, format_table
 
 
+DESCRIPTION = ("Trains the runs that are missing under <out>/<task>/ (finished runs are reused) and writes "
+               "report.md, CSV files and figures to --report (unset: <out>/<task>/report).")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods to compare")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds; tables give mean ± std over them")

@@ -9,6 +9,11 @@ from ._options import open_run, parse_list
 from .train import cache_arg, format_table
 
 
+DESCRIPTION = ("Writes evaluation.csv and report.md to --report (unset: <run>/evaluation). Each set's role: ID for "
+               "the run's own test split and for sets of its distribution (cola-id next to a CoLA run, "
+               "boss-amazon-full next to boss-amazon), ID+OOD for CoLA's mixed test split, OOD for every other set.")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="a finished run folder")
     parser.add_argument("--ood", nargs="+", required=True, metavar="SET",
@@ -17,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-columns", default=None,
                         help="for files: one text column, or two comma-separated; unset: the run's own")
     parser.add_argument("--label-column", default=None, help="for files: the label column; unset: the run's own")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N examples of each extra set")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N examples of each extra set; unset: all")
     parser.add_argument("--report", default=None,
                         help="folder for evaluation.csv and report.md; unset: <run>/evaluation")
     parser.add_argument("--data-dir", default=None, help="benchmark data folder; unset: $LPFT_DATA_DIR, else the Hugging Face hub")
@@ -29,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..analysis.ood import evaluate_ood
     from ..config import ConfigError
+    from ..io import check_writable_folder
     from ..methods.lp import default_cache_dir
     from ..report.output import report_folder
     from ..report.tables import fmt_fixed3, fmt_number, markdown_table, write_csv
@@ -36,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be > 0, got {args.limit}")
     record = open_run(args.run)
+    check_writable_folder(args.report or Path(args.run) / "evaluation", "--report")
+    if cache_arg(args.cache_dir) not in (None, "default"):
+        check_writable_folder(args.cache_dir, "--cache-dir")
     columns = tuple(parse_list(args.text_columns, "--text-columns", what="a column")) if args.text_columns else None
     cache = cache_arg(args.cache_dir)
     cache = default_cache_dir() if cache == "default" else cache

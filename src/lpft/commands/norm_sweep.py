@@ -9,6 +9,9 @@ from pathlib import Path
 from ._options import add_study_arguments, base_config, parse_list
 from .train import add_run_location_arguments, cache_arg, format_table
 
+DESCRIPTION = ("Trains one run per method, norm and seed under <out>/<task>/ (finished runs are reused) and "
+               "writes report.md, sweep.csv and the figure to --report (unset: <out>/<task>/norm-sweep).")
+
 PAPER_NORMS = "0.1,0.5,1,2,5,10,50,100"
 
 

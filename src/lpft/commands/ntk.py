@@ -1,6 +1,6 @@
 """``lpft ntk``: the eNTK at the start of fine-tuning (paper Table 2) and the Eq. 1 / Eq. 2 prediction checks.
 
-Writes ``<out>/<task>/ntk/<method>-seed<seed>-<run key>/``: the kernels (resumable; ``meta.json``, ``*.npy``),
+Writes ``<out>/<task>/ntk/<method>-seed<seed>-n<N>x<M>-<key>/``: the kernels (resumable; ``meta.json``, ``*.npy``),
 ``stats.json``, ``summary.md``, ``spectrum.png`` and ``pair_norms.png``. See ``docs/ntk.md``.
 """
 
@@ -20,8 +20,17 @@ from ..ntk.stats import KERNEL_SCALINGS
 from .train import add_run_location_arguments, cache_arg, format_table
 
 
+DESCRIPTION = ("Writes <out>/<task>/ntk/<method>-seed<seed>-n<N>x<M>-<key>/ (default out: runs): the kernels "
+               "(meta.json, *.npy; an interrupted computation resumes, a finished one is reused), stats.json, "
+               "summary.md, spectrum.png and pair_norms.png. <key> hashes the run options and the kernel options "
+               "below, so every distinct computation gets its own folder.")
+
+# training options the eNTK does not use: it is taken at the start of FT, and the Eq. 1 check runs one epoch
+IGNORED_RUN_OPTIONS = ("epochs", "log_every")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, RunConfig)
+    add_config_arguments(parser, RunConfig, skip=IGNORED_RUN_OPTIONS)
     add_run_location_arguments(parser)
     parser.add_argument("--n-train", type=int, default=250,
                         help="N train examples, all if the split is smaller (paper: at most 250)")
@@ -34,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="kernel regression on the raw kernel (the authors') or on the kernel divided by its "
                              "largest train entry (max; deviation)")
     parser.add_argument("--memory-budget", type=int, default=None,
-                        help="bytes for gradient blocks (default: the engine's, 3 GiB)")
+                        help="bytes for gradient blocks (unset: 3 GiB)")
     parser.add_argument("--embedding-fraction", type=float, default=None,
                         help="keep this fraction of the word-embedding parameters (entries, drawn with --seed), "
                              "rescaled: the paper's subsampling with 0.1; default exact")
@@ -47,8 +56,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dropout during the predicted fine-tuning as in training (off: Eq. 1 exact as lr -> 0)")
 
 
+def ntk_folder(out: str | Path, cfg: RunConfig, n_train: int, n_test: int, memory_budget: int,
+               embedding_fraction: float | None, sample: str = "random") -> Path:
+    """The folder of one kernel computation: keyed on the run options (``run_key``) and on every option that
+    changes the kernels, so a small trial and the full computation never collide. The Eq. 1 / Eq. 2 options only
+    change ``stats.json`` and ``summary.md``, which every command rewrites (and which record them)."""
+    import hashlib
+    import json
+
+    options = {"run": cfg.run_key(), "n_train": n_train, "n_test": n_test, "memory_budget": memory_budget,
+               "embedding_fraction": embedding_fraction, "sample": sample}
+    key = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
+    return Path(out) / cfg.task / "ntk" / f"{cfg.method}-seed{cfg.seed}-n{n_train}x{n_test}-{key}"
+
+
+class KernelProgress:
+    """A progress bar over the kernel's parameter groups (stderr), opened at the first finished group."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, done: int, total: int, name: str) -> None:
+        from tqdm.auto import tqdm
+
+        if self.bar is None:  # a resumed computation starts past 0
+            self.bar = tqdm(total=total, initial=done - 1, desc="eNTK parameter groups", unit="group")
+        self.bar.set_postfix_str(name, refresh=False)
+        self.bar.update(1)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..io import write_json
+    from ..io import check_writable_folder, write_json
     from ..ntk import compute_kernels_to_dir, frobenius_norm, ft_ratio, kernel_regression, numerical_rank, residuals
     from ..ntk.gradients import DEFAULT_MEMORY_BUDGET
     from ..ntk.report import PAPER_CB, make_plots, summary_markdown
@@ -69,6 +114,9 @@ def run(args: argparse.Namespace) -> int:
     if args.memory_budget is not None and args.memory_budget <= 0:
         raise ConfigError(f"--memory-budget must be > 0, got {args.memory_budget}")
 
+    check_writable_folder(args.out, "--out")
+    if cache_arg(args.cache_dir) not in (None, "default"):
+        check_writable_folder(args.cache_dir, "--cache-dir")
     prep = prepare(cfg, args.data_dir)
     train_idx = sample_indices(len(prep.splits["train"]), args.n_train, cfg.seed, args.sample, stream=0)
     test_idx = sample_indices(len(prep.splits["test"]), args.n_test, cfg.seed, args.sample, stream=1)
@@ -85,16 +133,19 @@ def run(args: argparse.Namespace) -> int:
             print(f"warning: {notes[-1]}", file=sys.stderr)
     clf, _ = start_of_fine_tuning(cfg, prep, resolve_cache(cache_arg(args.cache_dir)), args.device)
 
-    folder = Path(args.out) / cfg.task / "ntk" / f"{cfg.method}-seed{cfg.seed}-{cfg.run_key()}"
+    memory_budget = args.memory_budget or DEFAULT_MEMORY_BUDGET
+    folder = ntk_folder(args.out, cfg, len(train_idx), len(test_idx), memory_budget, args.embedding_fraction,
+                        args.sample)
     print(f"eNTK of {cfg.method.upper()} on {cfg.task} at the start of FT: {len(train_idx)} train x "
           f"{len(test_idx)} test samples, {C} classes -> {folder}")
-    try:
-        k = compute_kernels_to_dir(
-            clf, train, test, folder, train_indices=train_idx, test_indices=test_idx,
-            memory_budget=args.memory_budget or DEFAULT_MEMORY_BUDGET, embedding_fraction=args.embedding_fraction,
-            seed=cfg.seed, progress=lambda d, t, name: print(f"  kernel group {d}/{t}: {name}", flush=True))
-    except ValueError as err:  # another model / sample set / options in that folder
-        raise ConfigError(f"{err} (or pass another --out)") from None
+    with KernelProgress() as progress:
+        try:
+            k = compute_kernels_to_dir(
+                clf, train, test, folder, train_indices=train_idx, test_indices=test_idx,
+                memory_budget=memory_budget, embedding_fraction=args.embedding_fraction, seed=cfg.seed,
+                progress=progress)
+        except ValueError as err:  # another model / sample set / options in that folder
+            raise ConfigError(f"{err} (or pass another --out)") from None
 
     train_logits = extract(clf, train, cfg.eval_batch_size, logits=True)[1].astype(np.float64)
     delta = residuals(train_logits, train.labels)

@@ -9,6 +9,10 @@ from ..config import add_config_arguments, config_from_args
 from ..methods.config import RunConfig
 
 
+DESCRIPTION = ("Writes the run folder <out>/<task>/<method>/<model>-seed<seed>-<key>/ (default out: runs) and "
+               "prints its path; a finished run with the same options is reused, an interrupted one resumes.")
+
+
 def add_run_location_arguments(parser: argparse.ArgumentParser) -> None:
     """Where data comes from and results go (these do not change the numbers)."""
     parser.add_argument("--out", default="runs", help="folder for run records")
@@ -36,11 +40,22 @@ def format_table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def run_time(folder, metrics: dict, started: float) -> str:
+    """The run's own training time; for a finished run reused from an earlier command, say so (this command took
+    only the time to check and read it)."""
+    from pathlib import Path
+
+    seconds = metrics.get("seconds")
+    trained = f"trained in {seconds:.0f} s" if seconds is not None else "training time not recorded"
+    reused = (Path(folder) / "metrics.json").stat().st_mtime < started
+    return f"{trained} (reused from an earlier command)" if reused else trained
+
+
 def run(args: argparse.Namespace) -> int:
     from ..runs import RunRecord, train
 
     cfg = config_from_args(RunConfig, args)
-    started = time.perf_counter()
+    started = time.time()
     folder = train(cfg, out=args.out, data_dir=args.data_dir, cache_dir=cache_arg(args.cache_dir),
                    device=args.device)
     record = RunRecord(folder)
@@ -50,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     for split in ("val", "test"):
         rows.append([split] + [f"{record.metrics[split][n]:.4f}" for n in names])
     print(f"\n{c.method.upper()} on {c.task} ({c.model}, seed {c.seed}): best epoch {record.metrics['best_epoch']}, "
-          f"{time.perf_counter() - started:.0f} s")
+          f"{run_time(folder, record.metrics, started)}")
     print(format_table(rows))
     print(f"run folder: {folder}")
     return 0

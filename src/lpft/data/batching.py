@@ -19,6 +19,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
+from ..config import ConfigError
 from .base import Example
 
 
@@ -54,6 +55,13 @@ def encode(tokenizer, examples: Sequence[Example], max_length: int = 128) -> Enc
     for group in (singles, pairs):
         if not group:
             continue
+        # Below this the tokenizer cannot truncate (the special tokens alone do not fit) and silently returns whole
+        # examples, which then overflow the position embeddings: refuse instead.
+        needed = tokenizer.num_special_tokens_to_add(pair=group is pairs) + (2 if group is pairs else 1)
+        if max_length < needed:
+            kind = "sentence pairs" if group is pairs else "single texts"
+            raise ConfigError(f"--max-length {max_length} is too short for {kind}: this tokenizer needs at least "
+                              f"{needed} (its special tokens plus one token of each text)")
         texts = [examples[i].text for i in group]
         second = [examples[i].text_pair for i in group] if group is pairs else None
         out = tokenizer(texts, second, truncation=True, max_length=max_length)

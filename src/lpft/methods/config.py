@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 
 from ..config import ConfigError
@@ -16,6 +17,8 @@ from ..data.batching import DATA_ORDERS
 from ..model import DEFAULT_MODEL, HEAD_INITS
 
 METHODS = ("lp", "ft", "lp-ft", "lora", "lp-lora")
+#: seeds are 0 <= seed < 2**32 (numpy's SeedSequence words; torch derives per-epoch seeds from them)
+SEED_LIMIT = 2 ** 32
 
 # Paper Table 6 (RoBERTa-base): (batch size, learning rate) per task and method.
 _TABLE6_TASKS = ("cb", "rte", "boolq", "wic", "wsc", "cola", "sst2", "mrpc")
@@ -105,9 +108,11 @@ class RunConfig:
     train_file: str | None = None
     """with --task files: the training file (CSV, TSV or JSONL)"""
     validation_file: str | None = None
-    """with --task files: validation file (default: last 10% of the training file)"""
+    """with --task files: validation file (unset: the last 10% of the training rows left after the test split, in
+    file order)"""
     test_file: str | None = None
-    """with --task files: test file"""
+    """with --task files: test file (unset: a stratified 10% of the training file, fixed seed, becomes the test
+    set)"""
     text_columns: str = "text"
     """with --task files: one text column, or two comma-separated for sentence pairs"""
     label_column: str = "label"
@@ -120,6 +125,13 @@ class RunConfig:
         cfg.method = cfg.method.lower()
         if cfg.method not in METHODS:
             raise ConfigError(f"--method {self.method!r} is unknown: expected one of {', '.join(METHODS)}")
+        for name in ("lr", "weight_decay", "dropout", "head_norm", "head_scale"):
+            value = getattr(cfg, name)
+            if value is not None and not math.isfinite(value):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+        if not 0 <= cfg.seed < SEED_LIMIT:
+            # numpy's generators refuse negative seeds, torch's overflow above 2**64; one range for both
+            raise ConfigError(f"--seed must be in 0..{SEED_LIMIT - 1}, got {cfg.seed}")
         quick = QUICK_DEFAULTS.get(cfg.task, {})
         if cfg.epochs is None:
             cfg.epochs = quick.get("epochs", 10)

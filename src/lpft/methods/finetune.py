@@ -24,9 +24,17 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from ..config import ConfigError
 from ..data.batching import Encoded, iterate, train_batches
 from ..io import atomic_path, load_tensors, read_json, save_tensors, write_json
 from ..model import Classifier, extract
+
+
+class TrainingDiverged(ConfigError):
+    """The loss became NaN or infinite: the run stops (no metrics, no NaN written) and names the step."""
+
+    def __init__(self, epoch: int, step: int, value: float, what: str = "loss"):
+        super().__init__(f"training diverged at epoch {epoch}, step {step}: {what} {value} — lower --lr")
 
 
 @dataclass
@@ -109,6 +117,8 @@ def finetune(clf: Classifier, train: Encoded, validation: Encoded | None, *, epo
             labels = batch.pop("labels")
             logits = clf(**batch)
             loss = F.cross_entropy(logits, labels)
+            if not torch.isfinite(loss):  # every later number would be NaN: stop before anything records it
+                raise TrainingDiverged(epoch + 1, step + 1, loss.item())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if max_grad_norm:
@@ -126,6 +136,9 @@ def finetune(clf: Classifier, train: Encoded, validation: Encoded | None, *, epo
             primary, metrics, improved = float(epoch + 1), {}, True
         else:
             val_feats, val_logits = extract(clf, validation, eval_batch_size, logits=True)
+            if not np.isfinite(val_logits).all():  # the epoch's last update broke the weights after a finite loss
+                raise TrainingDiverged(epoch + 1, step, float(val_logits[~np.isfinite(val_logits)][0]),
+                                       "validation logit")
             primary, metrics = evaluate(val_logits, validation.labels)
             row.update(validation=metrics, mean_logit_norm=float(np.linalg.norm(val_logits, axis=1).mean()))
             improved = primary > result.best_metric
@@ -135,8 +148,7 @@ def finetune(clf: Classifier, train: Encoded, validation: Encoded | None, *, epo
         _save_epoch(clf, optimizer, scheduler, state_dir, epoch + 1, result, improved)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, clf)
-        tqdm.write(f"{desc} epoch {epoch + 1}/{epochs}: train loss {np.mean(losses):.4f}, "
-                   f"validation {metrics}{'  *' if improved else ''}")
+        tqdm.write(epoch_line(desc, epoch + 1, epochs, float(np.mean(losses)), metrics, improved))
 
     load_trainable_state(clf, load_tensors(state_dir / "best.safetensors"))
     return result
@@ -179,5 +191,22 @@ def _resume(clf, optimizer, scheduler, state_dir: Path) -> tuple[FinetuneResult,
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     tqdm.write(f"resuming after epoch {epoch} from {state_dir}")
-    return FinetuneResult(progress["best_epoch"], progress["best_metric"], progress["history"],
+    best_metric = -np.inf if progress["best_metric"] is None else progress["best_metric"]  # -inf is saved as null
+    return FinetuneResult(progress["best_epoch"], best_metric, progress["history"],
                           progress["steps"]), epoch
+
+
+def epoch_line(desc: str, epoch: int, epochs: int, train_loss: float, metrics: dict, best: bool) -> str:
+    """The console line after each epoch; "best so far" marks the epochs whose weights are kept (the last one
+    marked is the model the run ends with).
+
+    >>> epoch_line("LP-FT (seed 0)", 2, 3, 0.18871, {"accuracy": 0.972972, "f1": 0.5}, True)
+    'LP-FT (seed 0) epoch 2/3: train loss 0.1887, validation accuracy 0.9730, f1 0.5000 (best so far)'
+    >>> epoch_line("NTK predict: fine-tune", 1, 1, 0.5, {}, True)  # no validation metrics: nothing to rank
+    'NTK predict: fine-tune epoch 1/1: train loss 0.5000'
+    """
+    line = f"{desc} epoch {epoch}/{epochs}: train loss {train_loss:.4f}"
+    if metrics:
+        line += ", validation " + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items())
+        line += " (best so far)" if best else ""
+    return line

@@ -187,7 +187,7 @@ def compute_kernels_to_dir(clf, train, test, folder: str | os.PathLike, *,
                 K, meta["done"] = st["K"], int(st["done"])
 
     def save_meta() -> None:
-        _atomic(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
+        _atomic(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1, allow_nan=False)))
 
     save_meta()
     total = len(engine.group_names)

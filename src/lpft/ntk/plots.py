@@ -54,29 +54,50 @@ def plot_spectra(kernels: Mapping[str, np.ndarray], path: str | None = None, tit
     return _save(fig, path)
 
 
+def class_ticks(labels: Sequence[int], num_labels: int, label_names: Sequence[str] | None = None):
+    """Where each class sits once samples are sorted by class: ``(boundaries, centres, tick labels, empty names)``.
+
+    Classes without samples get no tick (they would all stack on one boundary); their names come back separately.
+
+    >>> class_ticks([2, 0, 0, 2], 3, ["a", "b", "c"])
+    ([1.5], [0.5, 2.5], ['a (2)', 'c (2)'], ['b'])
+    """
+    counts = np.bincount(np.asarray(labels, dtype=int), minlength=num_labels)
+    names = list(label_names) if label_names is not None else [str(c) for c in range(num_labels)]
+    ends = np.cumsum(counts)
+    present = [c for c in range(num_labels) if counts[c] > 0]
+    boundaries = [float(ends[c] - 0.5) for c in present[:-1]]
+    centres = [float(ends[c] - counts[c] / 2 - 0.5) for c in present]
+    return boundaries, centres, [f"{names[c]} ({counts[c]})" for c in present], [names[c] for c in range(num_labels)
+                                                                              if counts[c] == 0]
+
+
 def plot_pair_norms(kernels: Mapping[str, np.ndarray], labels: Sequence[int], num_labels: int,
                     path: str | None = None, label_names: Sequence[str] | None = None):
     """Heatmaps (one panel per kernel, e.g. P and F) of per-pair trace norms, samples grouped by class.
 
-    Square train x train kernels; ``labels`` are the samples' classes. Lines mark class boundaries.
+    Square train x train kernels; ``labels`` are the samples' classes. Lines mark class boundaries; tick labels give
+    each class and its sample count (rotated, so that narrow classes do not run into each other), on the first
+    panel's y axis only (every panel has the same order); classes without samples are named under the figure.
     """
     from matplotlib.figure import Figure
 
     labels = np.asarray(labels)
     order = np.argsort(labels, kind="stable")
-    bounds = np.cumsum(np.bincount(labels, minlength=num_labels))[:-1] - 0.5
-    fig = Figure(figsize=(4.2 * len(kernels), 3.8))
+    bounds, centres, names, empty = class_ticks(labels, num_labels, label_names)
+    # constrained layout keeps each colorbar clear of the next panel's tick labels
+    fig = Figure(figsize=(4.6 * len(kernels), 4.4), layout="constrained")
     axes = fig.subplots(1, len(kernels), squeeze=False)[0]
-    for ax, (name, K) in zip(axes, kernels.items()):
+    for i, (ax, (name, K)) in enumerate(zip(axes, kernels.items())):
         norms = pair_trace_norms(K, num_labels)[np.ix_(order, order)]
         im = ax.imshow(norms, cmap="viridis", interpolation="nearest")
         for b in bounds:
             ax.axhline(b, color="w", lw=0.6)
             ax.axvline(b, color="w", lw=0.6)
-        centers = (np.concatenate([[-0.5], bounds]) + np.concatenate([bounds, [len(labels) - 0.5]])) / 2
-        names = list(label_names) if label_names is not None else [str(c) for c in range(num_labels)]
-        ax.set_xticks(centers, names)
-        ax.set_yticks(centers, names)
+        ax.set_xticks(centres, names, rotation=90, fontsize="small")
+        ax.set_yticks(centres, names if i == 0 else [], fontsize="small")
         ax.set_title(f"{name}: per-pair trace norm")
-        fig.colorbar(im, ax=ax, fraction=0.046)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    if empty:
+        fig.supxlabel(f"no samples of: {', '.join(empty)}", fontsize="small")
     return _save(fig, path)

@@ -44,15 +44,53 @@ def plot_dynamics(curves: Sequence[tuple[str, str, list[dict]]], path: str | Pat
     for ax, (key, name) in zip(axes, DYNAMICS_PANELS):
         ax.set_xscale("symlog", linthresh=1)
         if key in LOG_Y:
-            ax.set_yscale("log")
-            ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))  # 6, not 6 x 10^0
-            ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+            values = [s[key] for _, _, steps in curves for s in steps]
+            log_axis(ax, values)
         ax.set(xlabel="optimisation step", ylabel=name)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize="small")
     if title:
         fig.suptitle(title)
     return save_png(fig, path)
+
+
+def log_ticks(lo: float, hi: float, max_ticks: int = 9) -> list[float]:
+    """Ticks of a log axis that covers ``[lo, hi]``: the 1-2-5 values from the largest at or below ``lo`` to the
+    smallest at or above ``hi`` (so both ends of the data have a labelled tick beyond them); only the powers of ten
+    and the two ends when that would make more than ``max_ticks``.
+
+    >>> log_ticks(0.33, 1.8)
+    [0.2, 0.5, 1.0, 2.0]
+    >>> log_ticks(0.02, 41.0)
+    [0.02, 0.1, 1.0, 10.0, 50.0]
+    >>> log_ticks(1.0, 1.0)  # a constant curve still gets a range around it
+    [0.5, 1.0, 2.0]
+    """
+    k_lo, k_hi = int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi)))
+    nice = [round(m * 10.0 ** k, 12) for k in range(k_lo - 1, k_hi + 2) for m in (1, 2, 5)]
+    bottom = max(v for v in nice if v <= lo * (1 + 1e-9))
+    top = min(v for v in nice if v >= hi * (1 - 1e-9))
+    if bottom == top:
+        bottom, top = nice[nice.index(bottom) - 1], nice[nice.index(top) + 1]
+    ticks = [v for v in nice if bottom <= v <= top]
+    if len(ticks) > max_ticks:
+        ticks = sorted({bottom, top} | {v for v in ticks if np.isclose(np.log10(v), round(np.log10(v)))})
+    return ticks
+
+
+def log_axis(ax, values) -> None:
+    """Log y axis with plain-number tick labels at :func:`log_ticks`, limits snapped to the outer ticks."""
+    from matplotlib.ticker import FixedLocator, NullFormatter
+
+    positive = [v for v in values if v > 0 and np.isfinite(v)]
+    ax.set_yscale("log")
+    if not positive:
+        return
+    ticks = log_ticks(min(positive), max(positive))
+    ax.set_ylim(ticks[0], ticks[-1])
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))  # 0.5, not 5 x 10^-1
+    ax.yaxis.set_minor_formatter(NullFormatter())  # minor ticks stay as marks, unlabelled: no crowding
 
 
 def plot_norm_sweep(summary: Sequence[dict], path: str | Path, mode: str = "norm", title: str = "") -> Path:
