@@ -21,6 +21,7 @@ COMMANDS = {
     "calibrate": ("lpft.commands.calibrate", "temperature scaling, ECE / MCE and a reliability diagram for a run"),
     "ntk": ("lpft.commands.ntk", "eNTK at the start of fine-tuning: Table 2 statistics and the Eq. 1 (logits) and "
                                  "Eq. 2 (features) prediction checks"),
+    "claims": ("lpft.commands.claims", "test the paper's seven claims on the runs under a folder (docs/claims.md)"),
 }
 
 
@@ -88,9 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     from .config import ConfigError
     from .data.base import DataError
     from .io import DiskFullError, is_disk_full
-    from .model import ModelError
+    from .model import ModelError, resolve_device
 
     try:
+        if hasattr(args, "device"):  # one device rule for every command, checked before any work
+            args.device = resolve_device(args.device)
         return int(importlib.import_module(args._module).run(args) or 0)
     except (ConfigError, DataError, ModelError, DiskFullError) as err:
         print(f"lpft: error: {err}", file=sys.stderr)

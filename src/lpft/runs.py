@@ -40,11 +40,12 @@ from .io import check_writable_folder, environment_info, save_array, save_tensor
 from .methods.config import LEGACY_PROTOCOL, RunConfig
 from .methods.finetune import finetune, load_trainable_state, trainable_state
 from .methods.lora import apply_lora, merge_lora
-from .methods.lp import (default_cache_dir, encoded_fingerprint, linear_probe, pretrained_features, set_head)
+from .methods.lp import default_cache_dir, linear_probe, pretrained_features, pretrained_features_key, set_head
+from .locks import exclusive, lock_path
 from .run_files import (RunFolderError, check_config, check_head, check_history, check_logits, check_metrics,
                         check_model_header, check_model_state, check_steps)
 from .model import (Classifier, extract, init_head, initializer_range, load_tokenizer, max_input_tokens,
-                    model_fingerprint)
+                    resolve_device)
 
 HEAD_STAGES = ("init", "lp", "start", "ft")
 
@@ -116,20 +117,22 @@ def start_of_fine_tuning(cfg: RunConfig, prep: Prepared, cache: Path | None,
     """
     cfg = cfg.resolved()
     task, splits = prep.task, prep.splits
-    clf = Classifier.from_pretrained(cfg.model, task.num_labels, cfg.dropout)
+    clf = Classifier.from_pretrained(cfg.model, task.num_labels, cfg.dropout, cfg.pooling)
     init_head(clf.head, cfg.seed, cfg.head_init, initializer_range(clf.backbone))
-    clf.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    clf.to(resolve_device(device))
     heads = {"init": _head_tensors(clf)}
     if cfg.uses_lp:
-        feats = pretrained_features(clf, cfg.model, splits["train"], cache, cfg.eval_batch_size, "LP features train")
-        key = f"{model_fingerprint(cfg.model)}-{encoded_fingerprint(splits['train'])}"
+        feats = pretrained_features(clf, cfg.model, splits["train"], cache, cfg.eval_batch_size, "LP features train",
+                                    cfg.precision)
+        key = pretrained_features_key(clf, cfg.model, splits["train"])
+        key += "" if cfg.precision == "fp32" else f"-{cfg.precision}"
         weight, bias = linear_probe(feats, splits["train"].labels, task.num_labels, cfg.lp_cs, cfg.lp_folds,
                                     cfg.lp_max_iter, cache, key)
         set_head(clf, weight, bias)
         heads["lp"] = {"weight": torch.from_numpy(weight), "bias": torch.from_numpy(bias)}
     if cfg.method != "lp":
         if cfg.uses_lora:
-            apply_lora(clf, cfg.lora_r, cfg.lora_alpha, seed=cfg.seed)
+            apply_lora(clf, cfg.lora_r, cfg.lora_alpha, seed=cfg.seed, targets=cfg.lora_targets)
         rescale_head(clf, cfg.head_norm, cfg.head_scale)
         heads["start"] = _head_tensors(clf)
     return clf, heads
@@ -182,22 +185,51 @@ def run_label(cfg: RunConfig) -> str:
 
 def train(cfg: RunConfig, out: str | Path = "runs", data_dir: str | None = None,
           cache_dir: str | Path | None = "default", device: str | None = None) -> Path:
-    """Run (or reuse, or resume) one training run; returns its folder."""
+    """Run (or reuse, or resume) one training run; returns its folder.
+
+    One process at a time per run folder (``lpft.locks``): a second process or worker on the same run waits for
+    the first, then reuses its finished run; if the first was killed, the second resumes from its state.
+    """
     cfg = cfg.resolved()
+    device = resolve_device(device)
     check_writable_folder(out, "--out")
     if cache_dir is not None and cache_dir != "default":
         check_writable_folder(cache_dir, "--cache-dir")
     folder = run_folder(cfg, out)
     if (folder / "metrics.json").exists():
-        record = RunRecord(folder)  # refuses a damaged folder with a one-line error naming the file
-        _check_same_data(folder, cfg, record.data, data_dir=data_dir)
-        tqdm.write(f"reusing finished run {folder}")
-        return folder
+        return _reuse(folder, cfg, data_dir)
     cache = resolve_cache(cache_dir)
     if cache_dir == "default":
         check_writable_folder(cache, "the cache folder ($LPFT_CACHE_DIR or ~/.cache/lpft)")
     started = time.perf_counter()
-    prep = prepare(cfg, data_dir)
+    prep = prepare(cfg, data_dir)  # bad data or tokenizer: an error before anything is written
+    lock = lock_path(folder, root=out)
+    created = [d for d in (lock.parent, *lock.parent.parents) if not d.exists()]
+    try:
+        with exclusive(folder, f"waiting for another process training {folder}", root=out):
+            if (folder / "metrics.json").exists():  # the process we waited for finished it
+                return _reuse(folder, cfg, data_dir)
+            return _train_locked(cfg, prep, folder, cache, device, started)
+    except BaseException:
+        if created and not folder.exists():  # failed before writing anything (e.g. model weights): leave no trace
+            lock.unlink(missing_ok=True)
+            for d in created:
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
+        raise
+
+
+def _reuse(folder: Path, cfg: RunConfig, data_dir: str | None) -> Path:
+    record = RunRecord(folder)  # refuses a damaged folder with a one-line error naming the file
+    _check_same_data(folder, cfg, record.data, data_dir=data_dir)
+    tqdm.write(f"reusing finished run {folder}")
+    return folder
+
+
+def _train_locked(cfg: RunConfig, prep: Prepared, folder: Path, cache: Path | None, device: str,
+                  started: float) -> Path:
     task, splits = prep.task, prep.splits
     resume_data = _resumable_data(folder)
     if resume_data is not None:  # before the expensive LP: resuming on other data would mix two trainings
@@ -218,7 +250,8 @@ def train(cfg: RunConfig, out: str | Path = "runs", data_dir: str | None = None,
         logits = {}
         weight, bias = heads["lp"]["weight"].numpy(), heads["lp"]["bias"].numpy()
         for split in ("validation", "test"):
-            phi = pretrained_features(clf, cfg.model, splits[split], cache, cfg.eval_batch_size, f"LP features {split}")
+            phi = pretrained_features(clf, cfg.model, splits[split], cache, cfg.eval_batch_size, f"LP features {split}",
+                                      cfg.precision)
             logits[split] = phi.astype(np.float64) @ weight.T + bias
         history, steps, best_epoch = [], [], 0
     else:
@@ -226,10 +259,10 @@ def train(cfg: RunConfig, out: str | Path = "runs", data_dir: str | None = None,
                           lr=cfg.lr, seed=cfg.seed, evaluate=evaluate, state_dir=folder / "state",
                           weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
                           data_order=cfg.data_order, log_every=cfg.log_every,
-                          eval_batch_size=cfg.eval_batch_size, desc=run_label(cfg))
+                          eval_batch_size=cfg.eval_batch_size, desc=run_label(cfg), precision=cfg.precision)
         save_tensors(folder / "heads" / "ft.safetensors", _head_tensors(clf))
-        logits = {split: extract(clf, splits[split], cfg.eval_batch_size, desc=f"evaluate {split}", logits=True)[1]
-                  for split in ("validation", "test")}
+        logits = {split: extract(clf, splits[split], cfg.eval_batch_size, desc=f"evaluate {split}", logits=True,
+                                 precision=cfg.precision)[1] for split in ("validation", "test")}
         history, steps, best_epoch = result.history, result.steps, result.best_epoch
 
     save_tensors(folder / "model.safetensors", trainable_state(clf) if cfg.method != "lp" else
@@ -286,7 +319,8 @@ class RunRecord:
 
     def pretrained(self) -> Classifier:
         """The pre-trained backbone with the run's initial head (phi0 for feature-change statistics)."""
-        clf = Classifier.from_pretrained(self.config.model, len(self.data["labels"]), self.config.dropout)
+        clf = Classifier.from_pretrained(self.config.model, len(self.data["labels"]), self.config.dropout,
+                                         self.config.pooling)
         weight, bias = self.head("init")
         with torch.no_grad():
             clf.head.weight.copy_(torch.from_numpy(weight))
@@ -298,7 +332,8 @@ class RunRecord:
         ``merge_lora_weights=True`` folds the adapters into plain weights (equal up to float rounding)."""
         clf = self.pretrained()
         if self.config.uses_lora:
-            apply_lora(clf, self.config.lora_r, self.config.lora_alpha, seed=self.config.seed)
+            apply_lora(clf, self.config.lora_r, self.config.lora_alpha, seed=self.config.seed,
+                       targets=self.config.lora_targets)
         state = check_model_state(self.path / "model.safetensors", dict(clf.named_parameters()))
         load_trainable_state(clf, state)
         return (merge_lora(clf) if merge_lora_weights else clf).eval()

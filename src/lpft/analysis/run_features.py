@@ -29,7 +29,7 @@ from ..data import DataError, Example, fingerprint
 from ..data.batching import Encoded, encode
 from ..io import load_array, save_array
 from ..methods.lp import encoded_fingerprint, pretrained_features
-from ..model import extract, load_tokenizer, model_fingerprint
+from ..model import extract, load_tokenizer, model_fingerprint, resolve_device
 from ..runs import RunRecord, load_task
 from .features import feature_statistics
 
@@ -114,13 +114,15 @@ def run_features(record: RunRecord, eval_set: EvalSet, stage: str = "trained", c
     if path.exists():
         return load_array(path)
     batch_size = batch_size or record.config.eval_batch_size
+    precision = record.config.precision  # the run's own: bf16 runs are analysed with bf16 features
     desc = f"{stage} features {eval_set.name}"
+    device = resolve_device(device)
     if stage == "pretrained":
-        feats = pretrained_features(record.pretrained().to(device or "cpu"), record.config.model, eval_set.encoded,
-                                    cache_dir, batch_size, desc)
+        feats = pretrained_features(record.pretrained().to(device), record.config.model, eval_set.encoded,
+                                    cache_dir, batch_size, desc, precision)
     else:
-        feats = extract(record.classifier().to(device or "cpu"), eval_set.encoded, batch_size, desc=desc)
-    save_array(path, feats)
+        feats = extract(record.classifier().to(device), eval_set.encoded, batch_size, desc=desc, precision=precision)
+    save_array(path, feats)  # atomic; no lock, so nothing but results ever lands in a run folder
     return feats
 
 

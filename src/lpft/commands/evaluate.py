@@ -28,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None, help="benchmark data folder; unset: $LPFT_DATA_DIR, else the Hugging Face hub")
     parser.add_argument("--cache-dir", default="default",
                         help="feature cache: 'default' is $LPFT_CACHE_DIR or ~/.cache/lpft; 'none' disables")
-    parser.add_argument("--device", default=None, help="torch device for feature extraction; unset: cpu")
+    parser.add_argument("--device", default=None,
+                        help="torch device for feature extraction: cpu, cuda, cuda:N or mps (default: cuda if "
+                             "available, else cpu)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
             k = compute_kernels_to_dir(
                 clf, train, test, folder, train_indices=train_idx, test_indices=test_idx,
                 memory_budget=memory_budget, embedding_fraction=args.embedding_fraction, seed=cfg.seed,
-                progress=progress)
+                progress=progress, lock_root=args.out)
         except ValueError as err:  # another model / sample set / options in that folder
             raise ConfigError(f"{err} (or pass another --out)") from None
 
@@ -155,6 +155,9 @@ def run(args: argparse.Namespace) -> int:
              "sample": args.sample, "train_indices": train_idx, "test_indices": test_idx, "warnings": notes,
              "kernel_scaling": args.kernel_scaling,
              "embedding_fraction": args.embedding_fraction,
+             # the head FT starts from (claim 5's SGD side: `lpft claims` pairs it with the measured change)
+             "start_head_norm": float(clf.head.weight.detach().norm()), "head_norm": cfg.head_norm,
+             "head_scale": cfg.head_scale,
              "rank_tolerance": f"singular values > sigma_max * max(shape) * {RANK_EPS:.3g} (float32 eps)",
              "kernel_regression_note": "entry_*: authors' binary classifier over (sample, class) entries, chance "
                                        "1 - 1/C; argmax_*: per-sample argmax against the label",

@@ -21,7 +21,8 @@ def add_run_location_arguments(parser: argparse.ArgumentParser) -> None:
                              "else the Hugging Face hub)")
     parser.add_argument("--cache-dir", default="default",
                         help="feature / probe cache (default: $LPFT_CACHE_DIR or ~/.cache/lpft); 'none' disables")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--device", default=None,
+                        help="torch device: cpu, cuda, cuda:N or mps (default: cuda if available, else cpu)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..config import ConfigError
 from ..data.batching import DATA_ORDERS
-from ..model import DEFAULT_MODEL, HEAD_INITS
+from ..model import DEFAULT_MODEL, HEAD_INITS, POOLINGS, PRECISIONS, ModelError, default_pooling, load_config
 
 METHODS = ("lp", "ft", "lp-ft", "lora", "lp-lora")
 #: seeds are 0 <= seed < 2**32 (numpy's SeedSequence words; torch derives per-epoch seeds from them)
@@ -58,7 +58,8 @@ class RunConfig:
     method: str = "lp-ft"
     """lp, ft, lp-ft, lora or lp-lora"""
     model: str = DEFAULT_MODEL
-    """Hugging Face encoder: hub name or local folder (default: the embedded all-MiniLM-L6-v2)"""
+    """Hugging Face encoder or decoder (GPT-2, Llama, Qwen2, ...): hub name or local folder (default: the embedded
+    all-MiniLM-L6-v2)"""
     seed: int = 0
     """seed for data order, head initialisation, dropout and LoRA initialisation"""
     epochs: int | None = None
@@ -82,11 +83,17 @@ class RunConfig:
     max_length: int | None = None
     """maximum tokens per example (default 128; 64 for bbc-news)"""
     dropout: float | None = None
-    """dropout before the head (default: the backbone's hidden dropout)"""
+    """dropout before the head; Llama / Qwen2 name none, so 0 for them (default: the backbone's hidden dropout)"""
+    pooling: str | None = None
+    """features fed to the head: first, last or mean (non-padding) token (default: first for encoders, last for
+    decoder-only models)"""
     lora_r: int = 8
-    """LoRA rank (query and value projections)"""
+    """LoRA rank"""
     lora_alpha: int = 8
     """LoRA scaling alpha"""
+    lora_targets: str | None = None
+    """comma-separated module names LoRA adapts (default: PEFT's choice for the architecture: query,value for
+    BERT / RoBERTa, c_attn for GPT-2, q_proj,v_proj for Llama / Qwen2)"""
     lp_cs: int = 10
     """LP: number of inverse-regularisation strengths tried by LogisticRegressionCV"""
     lp_folds: int = 5
@@ -117,6 +124,11 @@ class RunConfig:
     """with --task files: one text column, or two comma-separated for sentence pairs"""
     label_column: str = "label"
     """with --task files: the label column"""
+
+    # numerical precision (changes the numbers, so it is part of the run key)
+    precision: str = "fp32"
+    """fp32, or bf16: bfloat16 autocast for training and feature extraction (weights and optimizer stay fp32;
+    the eNTK is always fp32/fp64)"""
 
     def resolved(self) -> "RunConfig":
         """A copy with every default filled in; raises ConfigError naming a bad option."""
@@ -161,6 +173,9 @@ class RunConfig:
             raise ConfigError("--head-norm and --head-scale are exclusive: give one")
         if cfg.max_length > 512:
             raise ConfigError(f"--max-length must be <= 512, got {cfg.max_length}")
+        cfg.precision = cfg.precision.lower()
+        if cfg.precision not in PRECISIONS:
+            raise ConfigError(f"--precision {self.precision!r} is unknown: expected one of {', '.join(PRECISIONS)}")
         if cfg.task == "files" and not cfg.train_file:
             raise ConfigError("--task files needs --train-file")
         file_options = [n for n in ("train_file", "validation_file", "test_file") if getattr(cfg, n)]
@@ -168,6 +183,17 @@ class RunConfig:
             option = "--" + file_options[0].replace("_", "-")
             raise ConfigError(f"{option} is only read with --task files, not --task {self.task}: "
                               f"drop {option} or use --task files")
+        if cfg.pooling is not None:
+            cfg.pooling = cfg.pooling.lower()
+            if cfg.pooling not in POOLINGS:
+                raise ConfigError(f"--pooling {self.pooling!r} is unknown: expected one of {', '.join(POOLINGS)}")
+        else:
+            cfg.pooling = _default_pooling(cfg.model)
+        if cfg.lora_targets is not None:
+            names = [t.strip() for t in cfg.lora_targets.split(",")]
+            if not all(names):
+                raise ConfigError(f"--lora-targets {self.lora_targets!r}: expected comma-separated module names")
+            cfg.lora_targets = ",".join(names)
         return cfg
 
     def run_key(self) -> str:
@@ -175,6 +201,13 @@ class RunConfig:
         fields = dataclasses.asdict(self)
         for cosmetic in ("log_every", "eval_batch_size"):
             fields.pop(cosmetic)
+        if fields.get("precision") == "fp32":  # added later: fp32 runs keep the keys they had before the option
+            fields.pop("precision")
+        # pooling / LoRA targets at the architecture's defaults: earlier runs keep their keys too
+        if fields["pooling"] is None or fields["pooling"] == _default_pooling(self.model):
+            fields.pop("pooling")
+        if fields["lora_targets"] is None:
+            fields.pop("lora_targets")
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
 
     @property
@@ -184,6 +217,18 @@ class RunConfig:
     @property
     def uses_lora(self) -> bool:
         return self.method in ("lora", "lp-lora")
+
+
+def _default_pooling(model: str) -> str | None:
+    """The architecture's pooling, from the model's config (the embedded default model is an encoder); ``None``
+    when that config cannot be read now (a hub model offline): then loading the model reports why, in one line,
+    and ``Classifier.from_pretrained`` resolves the pooling once it can."""
+    if model == DEFAULT_MODEL:
+        return "first"
+    try:
+        return default_pooling(load_config(model))
+    except ModelError:
+        return None
 
 
 def _check_positive(cfg: RunConfig, *names: str) -> None:

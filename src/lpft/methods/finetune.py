@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from ..config import ConfigError
 from ..data.batching import Encoded, iterate, train_batches
 from ..io import atomic_path, load_tensors, read_json, save_tensors, write_json
-from ..model import Classifier, extract
+from ..model import Classifier, autocast, extract
 
 
 class TrainingDiverged(ConfigError):
@@ -83,8 +83,8 @@ def finetune(clf: Classifier, train: Encoded, validation: Encoded | None, *, epo
              state_dir: Path,
              weight_decay: float = 0.0, max_grad_norm: float | None = 1.0, data_order: str = "length",
              log_every: int = 10, eval_batch_size: int = 64,
-             desc: str = "fine-tune", on_epoch_end: Callable[[int, Classifier], None] | None = None
-             ) -> FinetuneResult:
+             desc: str = "fine-tune", on_epoch_end: Callable[[int, Classifier], None] | None = None,
+             precision: str = "fp32") -> FinetuneResult:
     """Train ``clf`` in place; on return it holds the best epoch's weights.
 
     ``evaluate(logits, labels) -> (primary metric, metrics dict)`` scores the validation set after every epoch.
@@ -93,6 +93,8 @@ def finetune(clf: Classifier, train: Encoded, validation: Encoded | None, *, epo
     ``max_grad_norm``: clip the gradient of all trainable parameters to this global L2 norm before each step, as
     ``Trainer`` does (``None`` or 0: no clipping). ``data_order``: ``random`` or ``length``
     (:func:`lpft.data.batching.train_batches`).
+    ``precision="bf16"`` runs the forward passes (training and validation) under bf16 autocast; the loss, the
+    parameters, their gradients and the optimiser state stay fp32.
     """
     state_dir = Path(state_dir)
     device = next(clf.parameters()).device
@@ -115,8 +117,9 @@ def finetune(clf: Classifier, train: Encoded, validation: Encoded | None, *, epo
         for _, batch in bar:
             batch = {k: v.to(device) for k, v in batch.items()}
             labels = batch.pop("labels")
-            logits = clf(**batch)
-            loss = F.cross_entropy(logits, labels)
+            with autocast(device, precision):
+                logits = clf(**batch)
+            loss = F.cross_entropy(logits.float(), labels)
             if not torch.isfinite(loss):  # every later number would be NaN: stop before anything records it
                 raise TrainingDiverged(epoch + 1, step + 1, loss.item())
             optimizer.zero_grad(set_to_none=True)
@@ -135,7 +138,7 @@ def finetune(clf: Classifier, train: Encoded, validation: Encoded | None, *, epo
         if validation is None:  # nothing to select by: every epoch supersedes the previous one
             primary, metrics, improved = float(epoch + 1), {}, True
         else:
-            val_feats, val_logits = extract(clf, validation, eval_batch_size, logits=True)
+            val_feats, val_logits = extract(clf, validation, eval_batch_size, logits=True, precision=precision)
             if not np.isfinite(val_logits).all():  # the epoch's last update broke the weights after a finite loss
                 raise TrainingDiverged(epoch + 1, step, float(val_logits[~np.isfinite(val_logits)][0]),
                                        "validation logit")

@@ -26,6 +26,7 @@ from sklearn.linear_model import LogisticRegressionCV
 from ..config import ConfigError
 from ..data.batching import Encoded
 from ..io import load_array, load_tensors, save_array, save_tensors
+from ..locks import compute_once
 from ..model import Classifier, extract, model_fingerprint
 
 
@@ -43,18 +44,29 @@ def encoded_fingerprint(enc: Encoded) -> str:
     return h.hexdigest()[:16]
 
 
+def pretrained_features_key(clf: Classifier, model_name: str, enc: Encoded) -> str:
+    """Cache key of pre-trained features: model files, tokenised split and (when not the paper's first token) the
+    pooling."""
+    key = f"{model_fingerprint(model_name)}-{encoded_fingerprint(enc)}"
+    pooling = getattr(clf, "pooling", "first")
+    return key if pooling == "first" else f"{key}-{pooling}"
+
+
 def pretrained_features(clf: Classifier, model_name: str, enc: Encoded, cache_dir: Path | None,
-                        batch_size: int = 64, desc: str = "features") -> np.ndarray:
-    """phi0 for every example, from the cache if present. ``clf`` must hold the pre-trained backbone."""
-    path = None
-    if cache_dir is not None:
-        path = Path(cache_dir) / "features" / f"{model_fingerprint(model_name)}-{encoded_fingerprint(enc)}.npy"
-        if path.exists():
-            return load_array(path)
-    feats = extract(clf, enc, batch_size, desc=desc)
-    if path is not None:
-        save_array(path, feats)
-    return feats
+                        batch_size: int = 64, desc: str = "features", precision: str = "fp32") -> np.ndarray:
+    """phi0 for every example, from the cache if present. ``clf`` must hold the pre-trained backbone.
+
+    Concurrent processes that need the same entry compute it once (the others wait for it, ``lpft.locks``).
+    bf16 features are cached under their own name: they differ from fp32 ones in the low bits.
+    """
+    def compute() -> np.ndarray:
+        return extract(clf, enc, batch_size, desc=desc, precision=precision)
+
+    if cache_dir is None:
+        return compute()
+    suffix = "" if precision == "fp32" else f"-{precision}"
+    path = Path(cache_dir) / "features" / f"{pretrained_features_key(clf, model_name, enc)}{suffix}.npy"
+    return compute_once(path, compute, load_array, save_array, what="pre-trained features")
 
 
 # The paper's probe is pure L2 scored by accuracy (scikit-learn's old defaults). Newer scikit-learn changes those
@@ -89,19 +101,25 @@ def fit_linear_probe(features: np.ndarray, labels: np.ndarray, num_labels: int, 
 def linear_probe(features: np.ndarray, labels: np.ndarray, num_labels: int, cs: int, folds: int, max_iter: int,
                  cache_dir: Path | None, features_key: str) -> tuple[np.ndarray, np.ndarray]:
     """``fit_linear_probe`` with an on-disk cache keyed by the features (``features_key``: model and token ids),
-    the labels and the class count (relabelled data with the same texts gets its own probe) and the LP settings."""
-    path = None
-    if cache_dir is not None:
-        targets = hashlib.sha256(np.asarray(labels, dtype=np.int64).tobytes() + f"|{num_labels}".encode())
-        name = f"{features_key}-y{targets.hexdigest()[:12]}-C{cs}-k{folds}-i{max_iter}.safetensors"
-        path = Path(cache_dir) / "probes" / name
-        if path.exists():
-            saved = load_tensors(path)
-            return saved["weight"].numpy(), saved["bias"].numpy()
-    weight, bias = fit_linear_probe(features, labels, num_labels, cs, folds, max_iter)
-    if path is not None:
-        save_tensors(path, {"weight": torch.from_numpy(weight), "bias": torch.from_numpy(bias)})
-    return weight, bias
+    the labels and the class count (relabelled data with the same texts gets its own probe) and the LP settings
+    (computed once across concurrent processes)."""
+    def fit():
+        return fit_linear_probe(features, labels, num_labels, cs, folds, max_iter)
+
+    if cache_dir is None:
+        return fit()
+    targets = hashlib.sha256(np.asarray(labels, dtype=np.int64).tobytes() + f"|{num_labels}".encode())
+    name = f"{features_key}-y{targets.hexdigest()[:12]}-C{cs}-k{folds}-i{max_iter}.safetensors"
+    path = Path(cache_dir) / "probes" / name
+
+    def load(p):
+        saved = load_tensors(p)
+        return saved["weight"].numpy(), saved["bias"].numpy()
+
+    def save(p, head):
+        save_tensors(p, {"weight": torch.from_numpy(head[0]), "bias": torch.from_numpy(head[1])})
+
+    return compute_once(path, fit, load, save, what="the linear probe")
 
 
 def set_head(clf: Classifier, weight: np.ndarray, bias: np.ndarray) -> None:

@@ -13,9 +13,9 @@ How the work is organised, and why:
   holds the hidden states plus one stage's per-sample quantities. The chain is checked on the first batch (each
   stage called once, outputs feeding the next stage, every trainable parameter inside exactly one stage); a
   backbone that fails the check is one stage, run sample by sample (exact, slower). See :mod:`.stages`.
-* **Factored modules.** For ``nn.Linear`` and ``nn.Embedding`` the per-sample weight gradient is
-  ``sum_t delta_t a_t^T``: the cotangent at the module output (got by adding a zero *probe* to the output and
-  differentiating w.r.t. it) times the module input. Storing ``(a, delta)`` instead of dense gradients lets a big
+* **Factored modules.** For ``nn.Linear`` (and GPT-2's ``Conv1D``) and ``nn.Embedding`` the per-sample weight
+  gradient is ``sum_t delta_t a_t^T``: the cotangent at the module output (got by adding a zero *probe* to the
+  output and differentiating w.r.t. it) times the module input. Storing ``(a, delta)`` instead of dense gradients lets a big
   weight be cut into blocks of output rows without re-running anything, and keeps embedding gradients sparse in
   the token ids: the word-embedding block of the kernel is a sum over the ids two samples share, with no dense
   ``vocab x h`` gradient ever formed. See :mod:`.blocks`.
@@ -58,13 +58,18 @@ from torch import nn
 from torch.func import functional_call, vjp, vmap
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
+from ..model import pool, pool_weights
 from .blocks import DenseBlock, EmbeddingBlock
-from .stages import (Call, Recorder, Stage, Taps, candidate_stages, fill_stage, first_tensor, split_call,
-                     word_embeddings)
+from .stages import (Call, Recorder, Stage, Taps, candidate_stages, fill_stage, first_tensor, out_in,
+                     split_call, word_embeddings)
 
 #: Default memory budget (bytes) for the engine's large buffers: cached per-sample quantities of one stage
 #: (40 %), one gradient block (30 %) and per-batch work (the rest).
 DEFAULT_MEMORY_BUDGET = 3 * 2**30
+
+#: Pass target standing for a stage's direct (non-factored) parameters; factored targets are module names, and
+#: "" is one too (a stage that *is* an embedding module).
+DIRECT = ":direct"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -74,8 +79,8 @@ DEFAULT_MEMORY_BUDGET = 3 * 2**30
 def sample_rows(samples) -> list[dict[str, torch.Tensor]]:
     """Normalise a sample set to a list of unpadded per-sample dicts (``input_ids``, ``attention_mask``, ...).
 
-    ``samples`` is an :class:`lpft.data.batching.Encoded`, a padded batch ``{"input_ids": (B, T), ...}`` (right
-    padding is trimmed using ``attention_mask``), or a list of per-sample dicts.
+    ``samples`` is an :class:`lpft.data.batching.Encoded`, a padded batch ``{"input_ids": (B, T), ...}`` (right or
+    left padding is trimmed using ``attention_mask``), or a list of per-sample dicts.
     """
     if hasattr(samples, "input_ids") and hasattr(samples, "pad_token_id"):  # Encoded
         rows = []
@@ -94,9 +99,9 @@ def sample_rows(samples) -> list[dict[str, torch.Tensor]]:
         rows = []
         for b in range(ids.shape[0]):
             nz = torch.nonzero(mask[b]).flatten()
-            length = int(nz[-1]) + 1 if len(nz) else ids.shape[1]
-            rows.append({k: torch.as_tensor(samples[k][b, :length]) if k != "attention_mask"
-                         else mask[b, :length].long() for k in keys})
+            start, end = (int(nz[0]), int(nz[-1]) + 1) if len(nz) else (0, ids.shape[1])
+            rows.append({k: torch.as_tensor(samples[k][b, start:end]) if k != "attention_mask"
+                         else mask[b, start:end].long() for k in keys})
         return rows
     return [dict(r) for r in samples]
 
@@ -181,6 +186,7 @@ class LogitGradients:
         self.order = np.array([i for idx in self.chunks for i in idx], dtype=np.int64)
         self._starts = np.cumsum([0] + [len(idx) for idx in self.chunks])
         self.V0 = self.model.head.weight.detach().to(dtype)
+        self.pooling = getattr(self.model, "pooling", "first")  # which positions phi(x) reads (see lpft.model.pool)
         self.word_embedding = word_embeddings(backbone)
         with self._eval():
             self.stages, self.staged = self._plan(staged is not False)
@@ -276,15 +282,21 @@ class LogitGradients:
         self.calls: list[list[Call]] = []
         self.shapes: list[dict[int, tuple]] = []
         self._out_width: list[tuple] = []
+        self._pool_weights: list[torch.Tensor] = []
         feats = torch.zeros(self.num_samples, self.V0.shape[1], dtype=torch.float64)
         for idx in self.chunks:
             rec = Recorder(self.stages, watch=watch)
+            batch = self._batch(idx)
             with rec():
-                out = first_tensor(backbone(**self._batch(idx)))
+                out = first_tensor(backbone(**batch))
             self.calls.append([split_call(*rec.calls[k], len(idx), st.hidden_input)
                                for k, st in enumerate(self.stages)])
             self.shapes.append(rec.shapes)
-            feats[idx] = out[:, 0].double()
+            # rows are unpadded and batches right-padded: each row's tokens are its first len(row) positions
+            lengths = torch.tensor([len(self.rows[i]["input_ids"]) for i in idx])
+            mask = (torch.arange(out.shape[1])[None, :] < lengths[:, None]).long()
+            feats[idx] = pool(out, mask, self.pooling).double()
+            self._pool_weights.append(pool_weights(mask, self.pooling, self.dtype))
             self._out_width.append(tuple(out.shape[1:]))
         self.features = feats.numpy()
 
@@ -301,7 +313,7 @@ class LogitGradients:
             st = self.stages[k]
             targets, cost = [], []
             if st.direct:
-                targets.append("")  # "" = the stage's direct parameters
+                targets.append(DIRECT)
                 cost.append(rows * sum(p.numel() for p in st.direct.values()) * item)
             for name, m in st.factored.items():
                 nbytes = 0
@@ -322,16 +334,16 @@ class LogitGradients:
             for j, tg in enumerate(passes):
                 groups = []
                 for t in tg:
-                    if t == "":
+                    if t == DIRECT:
                         total = sum(p.numel() for p in st.direct.values())
                         groups += _slices(f"{st.name}:other", total, int(block_cap // (rows * item)))
                         continue
                     m = st.factored[t]
-                    full = f"{st.name}.{t}.weight".lstrip(".")
+                    full = _weight_name(st, t)
                     if isinstance(m, nn.Embedding):
                         groups.append(full)
                         continue
-                    out_f, in_f = m.weight.shape
+                    out_f, in_f = out_in(m)
                     groups += _slices(full, out_f, int(block_cap // (rows * in_f * item)))
                 plan.append({"stage": k, "targets": tg, "groups": groups, "need_h": j == 0 and k > lowest})
         return plan
@@ -342,8 +354,8 @@ class LogitGradients:
                    shapes: Mapping[int, tuple] | None = None):
         """One stage on one batch: per-sample (direct grads, input cotangent, probe cotangents, module inputs)."""
         taps = Taps()
-        factored = {t: st.factored[t] for t in targets if t}
-        direct = {n: p.detach() for n, p in st.direct.items()} if "" in targets else {}
+        factored = {t: st.factored[t] for t in targets if t != DIRECT}
+        direct = {n: p.detach() for n, p in st.direct.items()} if DIRECT in targets else {}
         batch = cot.shape[0]
         probes = {}
         for t, m in factored.items():
@@ -396,17 +408,17 @@ class LogitGradients:
                 out = _stack(res)
         return out, slots
 
-    def _top_cotangent(self, batch: int, width) -> torch.Tensor:
-        """d f_c / d (last hidden state): V0[c] at the first token, zero elsewhere; (B, C, T, h)."""
-        cot = torch.zeros(batch, self.num_labels, *width, dtype=self.dtype)
-        cot[:, :, 0, :] = self.V0
-        return cot
+    def _top_cotangent(self, chunk: int) -> torch.Tensor:
+        """d f_c / d (last hidden state): V0[c] times each position's pooling weight (one-hot at the first or last
+        token, 1/length over the tokens for mean pooling); (B, C, T, h)."""
+        w = self._pool_weights[chunk]
+        return w[:, None, :, None] * self.V0[None, :, None, :]
 
     def blocks(self, skip: Sequence[str] = ()) -> Iterator[DenseBlock | EmbeddingBlock]:
         """Yield the gradient blocks in ``group_names`` order, except those in ``skip`` (for resuming)."""
         skip = set(skip)
         with self._eval():
-            cots = [self._top_cotangent(len(idx), self._out_width[c]) for c, idx in enumerate(self.chunks)]
+            cots = [self._top_cotangent(c) for c in range(len(self.chunks))]
             below, stage = None, None  # input cotangents of the current stage = output cotangents of the next
             for p in self.plan:
                 k = p["stage"]
@@ -444,7 +456,7 @@ class LogitGradients:
         C, n = self.num_labels, self.num_samples
         spans = [(int(self._starts[c]) * C, int(self._starts[c + 1]) * C) for c in range(len(self.chunks))]
         for t in p["targets"]:
-            if t == "":
+            if t == DIRECT:
                 base = f"{st.name}:other"
                 for g in p["groups"]:
                     if g not in wanted or not (g == base or g.startswith(base + "[")):
@@ -459,12 +471,12 @@ class LogitGradients:
                     del G  # before the next block is allocated
                 continue
             m = st.factored[t]
-            full = f"{st.name}.{t}.weight".lstrip(".")
+            full = _weight_name(st, t)
             if isinstance(m, nn.Embedding):
                 if full in wanted:
                     yield self._embedding_block(full, m, t, results)
                 continue
-            out_f, in_f = m.weight.shape
+            out_f, in_f = out_in(m)
             for g in p["groups"]:
                 if g not in wanted or not (g == full or g.startswith(full + "[")):
                     continue
@@ -502,6 +514,12 @@ class LogitGradients:
             delta = delta * kept[ids].unsqueeze(1).to(delta.dtype)  # (K, C, dim) * (K, 1, dim)
             scale = 1.0 / self.embedding_fraction
         return EmbeddingBlock(name, sample, ids, delta, self.num_samples, scale)
+
+
+def _weight_name(st: Stage, module: str) -> str:
+    """Group name of a factored module's weight: ``<stage>.<module>.weight`` (a stage may be the module itself,
+    e.g. a decoder's ``embed_tokens``)."""
+    return ".".join(x for x in (st.name, module, "weight") if x)
 
 
 def _slices(name: str, size: int, most: int) -> list[str]:

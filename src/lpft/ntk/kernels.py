@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from ..io import atomic_path
+from ..locks import exclusive
 from .gradients import DEFAULT_MEMORY_BUDGET, LogitGradients, sample_rows
 
 ORDERING = "sample-major: row i*C + c is sample i, class c"
@@ -142,7 +143,7 @@ def compute_kernels_to_dir(clf, train, test, folder: str | os.PathLike, *,
                            dtype: torch.dtype = torch.float32, memory_budget: int = DEFAULT_MEMORY_BUDGET,
                            embedding_fraction: float | None = None, seed: int = 0,
                            progress: Callable[[int, int, str], None] | None = None,
-                           **engine_options) -> Kernels:
+                           lock_root: str | os.PathLike | None = None, **engine_options) -> Kernels:
     """Like :func:`compute_kernels`, saved to ``folder`` and resumable after an interruption.
 
     Files: ``meta.json`` (ordering, sample indices, options, parameter groups and how many are done),
@@ -151,8 +152,17 @@ def compute_kernels_to_dir(clf, train, test, folder: str | os.PathLike, *,
     atomically after every group, so a rerun with the same model, samples and options continues from there
     (a different model or options raise ``ValueError`` rather than mixing two computations).
     ``train_indices`` / ``test_indices`` are recorded (default ``0..N-1``) to tie rows to dataset examples.
+    One process at a time per folder (``lpft.locks``; the lock file lies under ``lock_root``/.locks when given,
+    else beside the folder): a second one waits, then reads the finished kernels.
     """
     folder = Path(folder)
+    with exclusive(folder, f"waiting for another process computing the eNTK in {folder}", root=lock_root):
+        return _compute_kernels_locked(clf, train, test, folder, train_indices, test_indices, dtype, memory_budget,
+                                       embedding_fraction, seed, progress, engine_options)
+
+
+def _compute_kernels_locked(clf, train, test, folder: Path, train_indices, test_indices, dtype, memory_budget,
+                            embedding_fraction, seed, progress, engine_options) -> Kernels:
     folder.mkdir(parents=True, exist_ok=True)
     meta_path, state_path = folder / "meta.json", folder / "state.npz"
     options = {"dtype": str(dtype), "memory_budget": int(memory_budget), "embedding_fraction": embedding_fraction,

@@ -33,14 +33,34 @@ class Stage:
     direct: dict[str, nn.Parameter] = field(default_factory=dict)  # other trainable params (names in stage)
 
 
+def _conv1d_type():
+    try:
+        from transformers.pytorch_utils import Conv1D
+    except ImportError:  # pragma: no cover - transformers always has it today
+        return None
+    return Conv1D
+
+
 def is_factorable(m: nn.Module) -> bool:
-    """A plain Linear / Embedding with a trainable weight, whose gradient is an outer product of its output
-    cotangent and its input (no max_norm renormalisation, no frequency scaling)."""
+    """A plain Linear / Embedding (or GPT-2's Conv1D, a Linear with its weight stored transposed) with a trainable
+    weight, whose gradient is an outer product of its output cotangent and its input (no max_norm renormalisation,
+    no frequency scaling)."""
     if isinstance(m, nn.Linear) and type(m).forward is nn.Linear.forward:
+        return m.weight.requires_grad
+    if type(m) is _conv1d_type():
         return m.weight.requires_grad
     if isinstance(m, nn.Embedding) and type(m).forward is nn.Embedding.forward:
         return m.weight.requires_grad and m.max_norm is None and not m.scale_grad_by_freq and not m.sparse
     return False
+
+
+def out_in(m: nn.Module) -> tuple[int, int]:
+    """(output, input) features of a factored Linear-like module. Conv1D stores its weight as (in, out); its
+    gradient blocks are laid out (out, in) like a Linear's, a permutation of the weight's entries that no kernel
+    (a sum over all entries) can see."""
+    if type(m) is _conv1d_type():
+        return m.weight.shape[1], m.weight.shape[0]
+    return tuple(m.weight.shape)
 
 
 def fill_stage(stage: Stage, calls: Mapping[int, int]) -> None:
@@ -81,7 +101,12 @@ def word_embeddings(backbone: nn.Module) -> nn.Module | None:
 
 
 def candidate_stages(backbone: nn.Module) -> list[Stage] | None:
-    """[embeddings module, layer 0, ..., layer L-1] for encoders built that way, else None."""
+    """[embeddings module, layer 0, ..., layer L-1, final modules] for transformers built that way, else None.
+
+    The final modules are those holding parameters next to the layer list (or next to one of its ancestors) other
+    than the embeddings: a decoder's final norm (Llama's ``norm``). Whether the candidate really is a chain is
+    checked by running it (``LogitGradients._verify``): GPT-2, whose position embeddings are added between its
+    word embeddings and the first layer, is not, and runs as one stage."""
     found = layer_list(backbone)
     emb = word_embeddings(backbone)
     if found is None or emb is None:
@@ -101,8 +126,19 @@ def candidate_stages(backbone: nn.Module) -> list[Stage] | None:
     if stage0 is None:
         return None
     modules = dict(backbone.named_modules())
+    lparts = lname.split(".")
+    ancestors = {".".join(lparts[:i]) for i in range(len(lparts) + 1)}
+    tail = []
+    for i in range(len(lparts) - 1, -1, -1):  # innermost ancestor first
+        parent = ".".join(lparts[:i])
+        for child, mod in modules[parent].named_children():
+            full = f"{parent}.{child}" if parent else child
+            if full in ancestors or full == stage0 or stage0.startswith(full + "."):
+                continue
+            if next(mod.parameters(), None) is not None:
+                tail.append(Stage(full, mod, True))
     return [Stage(stage0, modules[stage0], False)] + [
-        Stage(f"{lname}.{i}", layer, True) for i, layer in enumerate(layers)]
+        Stage(f"{lname}.{i}", layer, True) for i, layer in enumerate(layers)] + tail
 
 
 class Recorder:
@@ -186,6 +222,8 @@ class Call:
 def split_call(args, kwargs, batch: int, hidden_input: bool) -> Call:
     leaves, spec = tree_flatten((tuple(args), dict(kwargs)))
     hidden = 0 if hidden_input else None
-    batched = [i for i, x in enumerate(leaves) if i != hidden and torch.is_tensor(x) and x.dim() >= 1
+    # per-sample leaves have a batch dimension in front of a sequence dimension; 1-D tensors (e.g. a decoder's
+    # cache_position) are shared, even when their length happens to equal the batch size
+    batched = [i for i, x in enumerate(leaves) if i != hidden and torch.is_tensor(x) and x.dim() >= 2
                and x.shape[0] == batch]
     return Call(leaves, spec, batched, hidden)

@@ -37,3 +37,13 @@ TABLE3 = {
             "lora": {"ece": (11.92, 6.17), "mce": (25.04, 13.75)},
             "lp-lora": {"ece": (18.14, 5.72), "mce": (40.46, 18.82)}},
 }
+
+#: Table 2 (CB): eNTK at the start of FT. ``rank_F`` / ``frobenius_F``: the FT-effective kernel, ``rank_full``:
+#: the whole NTK, ``pretrained``: the pre-train-effective kernel P (the same for every method); FN in units of 1e3.
+TABLE2 = {
+    "cb": {"pretrained": {"rank": 18, "frobenius_1e3": 51.0},
+           "ft": {"rank_F": 608, "frobenius_F_1e3": 13.9, "rank_full": 210, "ft_ratio": 0.1987},
+           "lora": {"rank_F": 500, "frobenius_F_1e3": 0.0226, "rank_full": 20, "ft_ratio": 0.0004},
+           "lp-ft": {"rank_F": 344, "frobenius_F_1e3": 7250, "rank_full": 344, "ft_ratio": 1.0000},
+           "lp-lora": {"rank_F": 307, "frobenius_F_1e3": 15.1, "rank_full": 188, "ft_ratio": 1.0137}},
+}
