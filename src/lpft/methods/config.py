@@ -208,6 +208,11 @@ class RunConfig:
             fields.pop("pooling")
         if fields["lora_targets"] is None:
             fields.pop("lora_targets")
+        # head_init / max_grad_norm / data_order at what runs did before the options existed: those runs keep their
+        # keys; the new defaults (normal head, clipping) are other computations and get other keys
+        for name, legacy in LEGACY_PROTOCOL.items():
+            if fields[name] == legacy:
+                fields.pop(name)
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
 
     @property
