@@ -211,7 +211,7 @@ def check_prop_4_4(kernel_fn):
         assert abs(factor - 1) > 0.5  # the scalar is part of what is tested
         errs = []
         for seed in range(6):
-            clf = apply_lora(linear_classifier(inputs, hidden), r=r, alpha=alpha, seed=seed)
+            clf = apply_lora(linear_classifier(inputs, hidden), r=r, alpha=alpha, seed=seed, targets="query")
             k = kernel_fn(clf, samples)
             A = next(p for name, p in clf.named_parameters() if "lora_A" in name).detach().numpy()  # (r, d)
             assert rel(k.P_train, P_ft) < 1e-12  # P_LoRA = P_FT: same phi0 (B = 0), same head
