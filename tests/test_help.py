@@ -74,7 +74,9 @@ def test_version(capsys):
                                            ("compare", "<out>/<task>/report"),
                                            ("norm-sweep", "<out>/<task>/norm-sweep"),
                                            ("evaluate", "<run>/evaluation"),
-                                           ("calibrate", "<run>/calibration")])
+                                           ("calibrate", "<run>/calibration"),
+                                           ("predict", "<run>/predictions/<name>.csv"),
+                                           ("export", "Writes DIR")])
 def test_help_says_where_output_goes(helps, command, where):
     description = helps[command].split(" options: ")[0]
     assert where in description

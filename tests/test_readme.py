@@ -154,7 +154,9 @@ def dry_run(line: Line, args, created: dict[Path, str]) -> None:
             assert Path(path).is_dir(), f"{line}: model {cfg.model!r} needs the hub: mark the line '{HUB_MARK}'"
         for folder in created_folders(args):
             created.setdefault(folder, str(line))
-    if args.command in ("evaluate", "calibrate"):
+    if args.command == "predict" and args.file:
+        assert Path(args.file).is_file(), f"{line}: the file to predict, {args.file}, is missing"
+    if args.command in ("evaluate", "calibrate", "predict", "export"):
         run = Path(args.run)
         same_kind = [str(f) for f in created if f.parent == run.parent] or [str(f) for f in list(created)[:4]]
         assert run in created, (f"{line}: no earlier README command creates {run}; the training commands above "

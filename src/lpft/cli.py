@@ -21,6 +21,8 @@ COMMANDS = {
     "calibrate": ("lpft.commands.calibrate", "temperature scaling, ECE / MCE and a reliability diagram for a run"),
     "ntk": ("lpft.commands.ntk", "eNTK at the start of fine-tuning: Table 2 statistics and the Eq. 1 (logits) and "
                                  "Eq. 2 (features) prediction checks"),
+    "predict": ("lpft.commands.predict", "a finished run's predictions on a file or split (metrics if labelled)"),
+    "export": ("lpft.commands.export", "a finished run as a Hugging Face model folder usable without lpft"),
     "claims": ("lpft.commands.claims", "test the paper's seven claims on the runs under a folder (docs/claims.md)"),
 }
 

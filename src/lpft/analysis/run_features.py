@@ -56,7 +56,12 @@ def encode_examples(record: RunRecord, name: str, examples: list[Example]) -> Ev
 
 
 def run_split(record: RunRecord, split: str, data_dir: str | None = None) -> EvalSet:
-    """The run's own ``split`` (train / validation / test), with the subset limits the run used.
+    """The run's own ``split`` (train / validation / test), with the subset limits the run used, tokenised."""
+    return encode_examples(record, split, split_examples(record, split, data_dir))
+
+
+def split_examples(record: RunRecord, split: str, data_dir: str | None = None) -> list[Example]:
+    """The examples of the run's own ``split``, with the subset limits the run used.
 
     The examples are checked against the fingerprint recorded at training time: analysing different data than the
     run saw would silently mix up samples, so a mismatch is a DataError.
@@ -69,7 +74,7 @@ def run_split(record: RunRecord, split: str, data_dir: str | None = None) -> Eva
     if fingerprint(examples) != recorded:
         raise DataError(f"the {split} data of task {cfg.task!r} differs from what run {record.path} was trained on "
                         f"(fingerprint {fingerprint(examples)}, recorded {recorded}); check --data-dir")
-    return encode_examples(record, split, examples)
+    return examples
 
 
 @lru_cache(maxsize=64)

@@ -37,7 +37,7 @@ SEED = 0
 TEST_FRACTION = 0.1
 FORMATS = (".csv", ".tsv", ".jsonl")
 
-Row = tuple[str, tuple[str, ...], str]  # (where: "file, line N", texts, label name)
+Row = tuple[str, tuple[str, ...], str | None]  # (where: "file, line N", texts, label name or None)
 
 
 def _label_name(raw: object, where: str, column: str) -> str:
@@ -49,17 +49,24 @@ def _label_name(raw: object, where: str, column: str) -> str:
                     f"expected a non-empty string, an integer or a boolean")
 
 
-def read_rows(path: Path, text_columns: tuple[str, ...], label_column: str) -> list[Row]:
-    """``(where, texts, label name)`` for every row of one file."""
+def read_rows(path: Path, text_columns: tuple[str, ...], label_column: str, label_optional: bool = False
+              ) -> list[Row]:
+    """``(where, texts, label name)`` for every row of one file.
+
+    With ``label_optional`` a file without the label column (no such CSV / TSV header, or a first JSONL object
+    without the field) is read as unlabelled: every label is ``None``. A file that has it needs it on every row.
+    """
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise DataError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected one of {', '.join(FORMATS)}")
     if not path.is_file():
         raise DataError(f"{path}: file not found")
-    wanted = (*text_columns, label_column)
     out: list[Row] = []
     if suffix == ".jsonl":
-        for number, record in read_jsonl(path):
+        records = read_jsonl(path)
+        labelled = not (label_optional and label_column not in records[0][1])
+        wanted = (*text_columns, label_column) if labelled else text_columns
+        for number, record in records:
             where = f"{path}, line {number}"
             for key in wanted:
                 if key not in record:
@@ -69,16 +76,20 @@ def read_rows(path: Path, text_columns: tuple[str, ...], label_column: str) -> l
                 if not isinstance(text, str):
                     raise DataError(f"{where}: field {column!r} is {type(text).__name__}, expected a string")
             _check_texts(texts, text_columns, where)
-            out.append((where, texts, _label_name(record[label_column], where, label_column)))
+            label = _label_name(record[label_column], where, label_column) if labelled else None
+            out.append((where, texts, label))
         return out
     header, rows = read_delimited(path, ",") if suffix == ".csv" else read_tsv(path, header=True)
     check_header(path, header)
+    labelled = not (label_optional and label_column not in header)
+    wanted = (*text_columns, label_column) if labelled else text_columns
     at = [column_index(path, header, c) for c in wanted]
     for number, fields in rows:
         where = f"{path}, line {number}"
-        texts = tuple(fields[i] for i in at[:-1])
+        texts = tuple(fields[i] for i in at[:len(text_columns)])
         _check_texts(texts, text_columns, where)
-        out.append((where, texts, _label_name(fields[at[-1]], where, label_column)))
+        label = _label_name(fields[at[-1]], where, label_column) if labelled else None
+        out.append((where, texts, label))
     return out
 
 
