@@ -121,7 +121,8 @@ def run_ours(args, model, num_labels, train_enc, val_enc) -> dict:
     with tempfile.TemporaryDirectory(prefix="lpft-bench-") as tmp:
         started = time.perf_counter()
         result = finetune(clf, train_enc, val_enc, epochs=1, batch_size=args.batch_size, lr=args.lr, seed=SEED,
-                          evaluate=evaluate, state_dir=Path(tmp) / "state", desc="ours")
+                          evaluate=evaluate, state_dir=Path(tmp) / "state", desc="ours",
+                          data_order="length")  # the default; "random" pads like Trainer's
         call = time.perf_counter() - started
     counter.handle.remove()
     return {"loop": result.history[0]["seconds"], "call": call, "counter": counter}

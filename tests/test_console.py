@@ -36,7 +36,8 @@ def test_run_label(cfg, label):
 
 
 NTK_BASE = dict(n_train=250, n_test=250, memory_budget=3 << 30, embedding_fraction=None)
-NTK_VARIANTS = [("n_train", 20), ("n_test", 20), ("memory_budget", 1 << 30), ("embedding_fraction", 0.1)]
+NTK_VARIANTS = [("n_train", 20), ("n_test", 20), ("memory_budget", 1 << 30), ("embedding_fraction", 0.1),
+                ("sample", "first")]
 
 
 @pytest.mark.parametrize("option,value", NTK_VARIANTS, ids=[o for o, _ in NTK_VARIANTS])

@@ -20,7 +20,8 @@ COMMANDS = {
     "norm-sweep": ("lpft.commands.norm_sweep", "feature change against the head norm at the start of FT"),
     "evaluate": ("lpft.commands.evaluate", "evaluate a run on its test split and on out-of-distribution sets"),
     "calibrate": ("lpft.commands.calibrate", "temperature scaling, ECE / MCE and a reliability diagram for a run"),
-    "ntk": ("lpft.commands.ntk", "eNTK at the start of fine-tuning: Table 2 statistics and an Eq. 1 prediction check"),
+    "ntk": ("lpft.commands.ntk", "eNTK at the start of fine-tuning: Table 2 statistics and the Eq. 1 (logits) and "
+                                 "Eq. 2 (features) prediction checks"),
     "predict": ("lpft.commands.predict", "a finished run's predictions on a file or split (metrics if labelled)"),
     "export": ("lpft.commands.export", "a finished run as a Hugging Face model folder usable without lpft"),
     "claims": ("lpft.commands.claims", "test the paper's seven claims on the runs under a folder (docs/claims.md)"),

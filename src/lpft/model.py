@@ -388,13 +388,40 @@ def autocast(device: torch.device | str, precision: str = "fp32"):
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
-def init_head(head: nn.Linear, seed: int) -> None:
-    """Deterministic head initialisation (PyTorch's default Linear init under a dedicated generator)."""
+#: Head initialisations: ``normal`` is what Hugging Face ``Trainer``'s models (``PreTrainedModel._init_weights``,
+#: the authors' setup) do; ``uniform`` is PyTorch's ``nn.Linear`` default (lpft before 0.2; a deviation).
+HEAD_INITS = ("normal", "uniform")
+
+
+def initializer_range(backbone: nn.Module) -> float:
+    """The backbone config's ``initializer_range`` (0.02 for BERT / RoBERTa / MiniLM), 0.02 if it has none."""
+    return float(getattr(getattr(backbone, "config", None), "initializer_range", None) or 0.02)
+
+
+def init_head(head: nn.Linear, seed: int, method: str = "normal", std: float = 0.02) -> None:
+    """Deterministic head initialisation under a dedicated generator.
+
+    ``normal`` (default, the authors' setup): weight ~ N(0, std^2) with ``std`` the backbone's ``initializer_range``
+    and bias 0, as ``transformers``' ``_init_weights`` does for every ``nn.Linear``; then ``E ||V||_F = std sqrt(h C)``
+    (0.951 / 0.776 for RoBERTa-base with C = 3 / 2: the paper's pre-trained Norm(C)).
+    ``uniform``: PyTorch's ``nn.Linear`` default, weight and bias ~ U(-1/sqrt(h), 1/sqrt(h)) (std 1/sqrt(3h): 1.47x
+    the normal one at h = 384, with a non-zero bias).
+
+    >>> head = nn.Linear(768, 3); init_head(head, seed=0)
+    >>> round(float(head.weight.detach().norm()), 2), float(head.bias.detach().abs().max())
+    (0.97, 0.0)
+    """
+    if method not in HEAD_INITS:
+        raise ValueError(f"head initialisation {method!r}: expected one of {', '.join(HEAD_INITS)}")
     gen = torch.Generator().manual_seed(seed)
-    bound = 1.0 / head.in_features ** 0.5
     with torch.no_grad():
-        head.weight.copy_(torch.empty_like(head.weight).uniform_(-bound, bound, generator=gen))
-        head.bias.copy_(torch.empty_like(head.bias).uniform_(-bound, bound, generator=gen))
+        if method == "normal":
+            head.weight.copy_(torch.empty_like(head.weight).normal_(0.0, std, generator=gen))
+            head.bias.zero_()
+        else:
+            bound = 1.0 / head.in_features ** 0.5
+            head.weight.copy_(torch.empty_like(head.weight).uniform_(-bound, bound, generator=gen))
+            head.bias.copy_(torch.empty_like(head.bias).uniform_(-bound, bound, generator=gen))
 
 
 def model_fingerprint(name_or_path: str) -> str:

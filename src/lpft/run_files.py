@@ -18,7 +18,7 @@ import numpy as np
 from .config import ConfigError, _base_type
 from .data.base import SPLITS, DataError
 from .io import load_array, load_tensors, read_json
-from .methods.config import RunConfig
+from .methods.config import LEGACY_PROTOCOL, RunConfig
 
 FIX = "remove the run folder and train again"
 
@@ -85,7 +85,7 @@ def check_config(path: Path) -> tuple[RunConfig, dict]:
             raise RunFolderError(path, f"config option {name!r} should be {kind.__name__}"
                                        f"{' or null' if optional else ''}, got {value!r:.60}")
     try:
-        config = RunConfig(**fields)
+        config = RunConfig(**{**LEGACY_PROTOCOL, **fields})  # runs made before those options: what they did
         config.resolved()
     except ConfigError as err:
         raise RunFolderError(path, str(err)) from None

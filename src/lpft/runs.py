@@ -38,14 +38,15 @@ from .data import Task, compute_metrics, files_task, get_task
 from .data.base import fingerprint
 from .data.batching import Encoded, encode
 from .io import check_writable_folder, environment_info, save_array, save_tensors, write_json
-from .methods.config import RunConfig
+from .methods.config import LEGACY_PROTOCOL, RunConfig
 from .methods.finetune import finetune, load_trainable_state, trainable_state
 from .methods.lora import apply_lora, merge_lora
 from .methods.lp import default_cache_dir, linear_probe, pretrained_features, pretrained_features_key, set_head
 from .locks import exclusive, lock_path
 from .run_files import (RunFolderError, check_config, check_head, check_history, check_logits, check_metrics,
                         check_model_header, check_model_state, check_steps)
-from .model import Classifier, extract, init_head, load_tokenizer, max_input_tokens, resolve_device
+from .model import (Classifier, extract, init_head, initializer_range, load_tokenizer, max_input_tokens,
+                    resolve_device)
 
 HEAD_STAGES = ("init", "lp", "start", "ft")
 # Test hook (tests/study): the first process to finish an epoch while this names a marker path creates the marker
@@ -121,7 +122,7 @@ def start_of_fine_tuning(cfg: RunConfig, prep: Prepared, cache: Path | None,
     cfg = cfg.resolved()
     task, splits = prep.task, prep.splits
     clf = Classifier.from_pretrained(cfg.model, task.num_labels, cfg.dropout, cfg.pooling)
-    init_head(clf.head, cfg.seed)
+    init_head(clf.head, cfg.seed, cfg.head_init, initializer_range(clf.backbone))
     clf.to(resolve_device(device))
     heads = {"init": _head_tensors(clf)}
     if cfg.uses_lp:
@@ -260,7 +261,8 @@ def _train_locked(cfg: RunConfig, prep: Prepared, folder: Path, cache: Path | No
     else:
         result = finetune(clf, splits["train"], splits["validation"], epochs=cfg.epochs, batch_size=cfg.batch_size,
                           lr=cfg.lr, seed=cfg.seed, evaluate=evaluate, state_dir=folder / "state",
-                          weight_decay=cfg.weight_decay, log_every=cfg.log_every,
+                          weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
+                          data_order=cfg.data_order, log_every=cfg.log_every,
                           eval_batch_size=cfg.eval_batch_size, desc=run_label(cfg), precision=cfg.precision,
                           on_epoch_end=_exit_hook)
         save_tensors(folder / "heads" / "ft.safetensors", _head_tensors(clf))

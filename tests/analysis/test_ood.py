@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from lpft.analysis.ood import evaluate_ood, resolve_eval_set
+from lpft.analysis.run_features import head_logits, run_features
 from lpft.cli import main
 from lpft.data import DataError
 from lpft.report.tables import read_csv
@@ -18,7 +20,10 @@ def test_id_row_reproduces_the_run_and_a_copy_of_test_matches_it(toy_runs, toy_f
     assert rows[0]["accuracy"] == pytest.approx(record.metrics["test"]["accuracy"])
     for key in ("accuracy", "cs", "diff", "fdr"):  # the test file as an "OOD" set is the same data
         assert rows[1][key] == pytest.approx(rows[0][key])
-    assert rows[2]["diff"] > 0 and 0 <= rows[2]["accuracy"] <= 1
+    shifted = resolve_eval_set(record, str(toy_files / "shifted.csv"))
+    logits = head_logits(record, run_features(record, shifted))
+    assert rows[2]["diff"] > 0
+    assert rows[2]["accuracy"] == pytest.approx(float(np.mean(logits.argmax(1) == shifted.labels)))
 
 
 def test_bad_sets_are_named(toy_runs, tmp_path, shared_data):

@@ -72,3 +72,22 @@ def test_changed_data_is_refused(toy_files, tiny_bert_dir, tmp_path):
 def test_unknown_stage_is_an_error(toy_runs):
     with pytest.raises(ValueError, match="unknown feature stage"):
         run_features(toy_runs["ft"], run_split(toy_runs["ft"], "test"), "finetuned")
+
+
+def test_replaced_checkpoint_is_never_served_stale_features(toy_runs, tmp_path):
+    """The feature cache is keyed by the weights: a changed model.safetensors gives the new model's features."""
+    from lpft.io import load_tensors, save_tensors
+
+    folder = tmp_path / "run"
+    shutil.copytree(toy_runs["ft"].path, folder)
+    record = RunRecord(folder)
+    test = run_split(record, "test")
+    before = run_features(record, test)
+    stats_before = table1_statistics(record, test)
+    state = load_tensors(folder / "model.safetensors")
+    save_tensors(folder / "model.safetensors", {k: v * 1.5 if "layer.1." in k else v for k, v in state.items()})
+    after = run_features(record, test)
+    np.testing.assert_allclose(after, extract(record.classifier(), test.encoded), atol=1e-6)
+    assert not np.allclose(after, before, atol=1e-3)
+    assert table1_statistics(record, test)["diff"] != pytest.approx(stats_before["diff"])
+    assert len(list((folder / "features").glob("trained-test-*.npy"))) == 2

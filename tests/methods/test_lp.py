@@ -47,3 +47,22 @@ def test_missing_class_is_a_clear_error():
     feats, labels = _blobs(3)
     with pytest.raises(ConfigError, match=r"label id\(s\) \[2\]"):
         fit_linear_probe(feats[labels < 2], labels[labels < 2], 3)
+
+
+def test_probe_cache_is_keyed_by_labels_and_class_count(tmp_path):
+    """Same texts (same features key), other labels or another class count: a fresh fit, never the cached head."""
+    from lpft.methods.lp import linear_probe
+
+    feats, labels = _blobs(3)
+    first = linear_probe(feats, labels, 3, 10, 5, 5000, tmp_path, "same-texts")
+    relabelled = (labels + 1) % 3
+    again = linear_probe(feats, relabelled, 3, 10, 5, 5000, tmp_path, "same-texts")
+    expected = fit_linear_probe(feats, relabelled, 3)
+    np.testing.assert_allclose(again[0], expected[0])
+    assert not np.allclose(again[0], first[0])
+    binary = labels % 2
+    two = linear_probe(feats, binary, 2, 10, 5, 5000, tmp_path, "same-texts")
+    assert two[0].shape == (2, feats.shape[1])
+    # and the cache does serve the original labels
+    np.testing.assert_array_equal(linear_probe(feats, labels, 3, 10, 5, 5000, tmp_path, "same-texts")[0], first[0])
+    assert len(list((tmp_path / "probes").glob("*.safetensors"))) == 3

@@ -7,6 +7,7 @@ import pytest
 
 from lpft.cli import main
 from lpft.ntk import load_kernels, pretrain_kernel
+from lpft.ntk.sampling import sample_indices
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,11 @@ def test_ntk_end_to_end_consistent_and_reused(toy_csv, tiny_bert_dir, tmp_path, 
     stats = json.loads((folder / "stats.json").read_text())
     C, N, h = stats["num_labels"], stats["n_train"], 32
     assert (C, N, stats["n_test"]) == (2, 8, 6)
-    assert stats["train_indices"] == list(range(8)) and stats["test_indices"] == list(range(6))
+    # a seeded random sample (36 train rows: the first 90 % of the file; 40 test rows), not the first N
+    assert stats["sample"] == "random" and stats["warnings"] == []
+    assert stats["train_indices"] == sample_indices(36, 8, seed=0) != list(range(8))
+    assert stats["test_indices"] == sample_indices(40, 6, seed=0, stream=1)
+    assert stats["kernel_scaling"] == "raw"
     ks = stats["kernels"]
     assert set(ks) == {"P", "F", "P+F"}
     # P and F are PSD, so <P, F> >= 0 and ||P + F||_F >= max(||P||_F, ||F||_F)
@@ -56,7 +61,7 @@ def test_ntk_end_to_end_consistent_and_reused(toy_csv, tiny_bert_dir, tmp_path, 
         assert k["entry_chance"] == pytest.approx(0.5)
         for key in ("entry_train", "entry_test", "argmax_train", "argmax_test"):
             assert 0 <= k[key] <= 1
-    assert 0 <= stats["ft_ratio"] <= 1 + 1e-6
+    assert np.isfinite(stats["ft_ratio"]) and stats["ft_ratio"] > 0  # not bounded by 1 (paper: 1.0137, LP-LoRA)
     kern = load_kernels(folder)
     np.testing.assert_allclose(kern.P_train, pretrain_kernel(kern.features_train, kern.features_train, C))
     assert np.linalg.norm(kern.full_train) == pytest.approx(ks["P+F"]["frobenius"])
@@ -109,3 +114,21 @@ def test_eq1_prediction_matches_real_finetuning_at_small_lr(toy_csv, tiny_bert_d
     assert sgd["features_test"]["cosine"] > 0.999
     assert sgd["features_test"]["fitted_scale"] == pytest.approx(1.0, abs=0.05)
     assert sgd["features_test"]["rel_error_sgd_scale"] < 0.05
+
+
+def test_absent_class_in_the_sample_is_warned_about(tiny_bert_dir, tmp_path, capsys):
+    """Data sorted by label (like CB's train file) and --sample first: the first 4 rows are one class. Said on
+    stderr and recorded in stats.json; the default random sample covers both classes."""
+    csv = tmp_path / "sorted.csv"
+    csv.write_text("text,label\n" + "".join(f"bad awful item {i},neg\n" for i in range(20))
+                   + "".join(f"good great item {i},pos\n" for i in range(20)))
+    args = ntk_args(csv, tiny_bert_dir, tmp_path / "first", "--method", "ft", "--no-predict", "--sample", "first")
+    args[args.index("--n-train") + 1] = "4"
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "warning: the train sample (4 examples, --sample first) has no example of class(es) pos" in err
+    stats = json.loads((only_folder(tmp_path / "first") / "stats.json").read_text())
+    assert stats["train_indices"] == [0, 1, 2, 3] and len(stats["warnings"]) == 2  # test: the first 6 rows too
+    args = ntk_args(csv, tiny_bert_dir, tmp_path / "random", "--method", "ft", "--no-predict")
+    assert main(args) == 0
+    assert "warning" not in capsys.readouterr().err

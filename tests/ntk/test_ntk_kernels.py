@@ -12,7 +12,7 @@ from tiny_models import ARCHS, tiny_config
 from lpft.methods.lora import apply_lora
 from lpft.model import Classifier
 from lpft.ntk import compute_kernels, compute_kernels_to_dir, load_kernels
-from lpft.ntk.gradients import DenseBlock, EmbeddingBlock, LogitGradients, embedding_rows_kept, pad_rows
+from lpft.ntk.gradients import DenseBlock, EmbeddingBlock, LogitGradients, embedding_entries_kept, pad_rows
 from lpft.ntk.reference import authors_entk, jacobian_entk, logit_jacobians
 
 VOCAB, C = 40, 3
@@ -176,7 +176,9 @@ def test_embedding_block_gram_matches_dense_scatter():
     assert torch.allclose(dense.gram(3, slab=7, block_rows=4), G @ G[: 3 * C].T, atol=1e-12)
 
 
-def test_embedding_row_subsampling_is_the_documented_approximation():
+def test_embedding_parameter_subsampling_is_the_documented_approximation():
+    """embedding_fraction p keeps each entry of the word-embedding matrix with probability p, scaled by 1/p: the
+    word-embedding block of F becomes the Gram of the Jacobian's kept columns / p; every other block is exact."""
     clf = tiny_classifier("bert", seed=9)
     rows = make_rows([6, 8, 4])
     exact = compute_kernels(clf, rows, dtype=torch.float64)
@@ -185,10 +187,15 @@ def test_embedding_row_subsampling_is_the_documented_approximation():
     approx = compute_kernels(clf, rows, dtype=torch.float64, embedding_fraction=0.5, seed=3)
     J = logit_jacobians(clf.double(), rows)["backbone.embeddings.word_embeddings.weight"]
     J = J.reshape(len(rows) * C, VOCAB, -1)
-    kept = embedding_rows_kept(VOCAB, 0.5, seed=3)
+    kept = embedding_entries_kept(VOCAB, J.shape[2], 0.5, seed=3)  # (vocab, h) entries
+    assert 0.3 < kept.double().mean() < 0.7 and (kept.any(1) & ~kept.all(1)).any()  # entries, not whole rows
     full_block = torch.einsum("avh,bvh->ab", J, J).numpy()
-    kept_block = torch.einsum("avh,bvh->ab", J[:, kept], J[:, kept]).numpy() / 0.5
+    kept_block = torch.einsum("avh,bvh->ab", J * kept, J * kept).numpy() / 0.5
     assert rel_err(approx.F_train, exact.F_train - full_block + kept_block) < 1e-10
+    # unbiased: averaged over draws, the subsampled kernel approaches the exact one
+    mean = np.mean([compute_kernels(clf, rows, dtype=torch.float64, embedding_fraction=0.5, seed=s).F_train
+                    for s in range(8)], axis=0)
+    assert rel_err(mean, exact.F_train) < rel_err(approx.F_train, exact.F_train)
 
 
 class _Interrupt(Exception):

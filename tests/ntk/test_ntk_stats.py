@@ -101,3 +101,34 @@ def test_plots_write_files(tmp_path):
                           label_names=["entailment", "contradiction", "neutral"])
     assert len(fig.axes) == 4  # two heatmaps + two colorbars
     assert (tmp_path / "spectra.png").stat().st_size > 0 and (tmp_path / "pairs.png").stat().st_size > 0
+
+
+def test_ft_ratio_is_not_bounded_by_one():
+    """F delta and P delta can point against each other at a sample (paper: 1.0137 for LP-LoRA)."""
+    P = np.array([[1.0, 1.0], [1.0, 1.0]])  # PSD, C = 1
+    F = np.array([[1.0, -1.0], [-1.0, 1.0]])  # PSD
+    delta = np.array([1.0, 0.2])
+    # rows: |F d| / |(P + F) d| = 0.8 / 2.0 and 0.8 / 0.4
+    assert ft_ratio(P, F, delta, num_labels=1) == pytest.approx((0.4 + 2.0) / 2)
+
+
+def test_kernel_regression_is_the_authors_solver_on_the_raw_kernel():
+    """scaling="raw": LogisticRegressionCV(max_iter=10000, random_state=0), L2 / lbfgs / 10 Cs / 5 folds /
+    accuracy, fitted on the kernel rows as they are (the authors' LogisticKernelSolver)."""
+    from sklearn.linear_model import LogisticRegressionCV
+
+    rng = np.random.default_rng(0)
+    C, y = 3, np.arange(30) % 3
+    feats = 3 * np.eye(C)[y] + rng.normal(size=(30, C))
+    K = 40.0 * pretrain_kernel(feats, feats, C)  # entries far from 1, as eNTKs are
+    res = kernel_regression(K, y, num_labels=C)
+    targets = np.eye(C, dtype=int)[y].reshape(-1)
+    oracle = LogisticRegressionCV(Cs=10, cv=5, solver="lbfgs", max_iter=10000, random_state=0,
+                                  scoring="accuracy").fit(K, targets)
+    assert res.entry_train == pytest.approx(oracle.score(K, targets))
+    assert res.argmax_train == pytest.approx(np.mean(oracle.decision_function(K).reshape(-1, C).argmax(1) == y))
+    # scaling="max" (a deviation, kept as an option) is invariant to the kernel's scale; raw is not required to be
+    a, b = (kernel_regression(s * K, y, num_labels=C, scaling="max") for s in (1.0, 1e4))
+    assert (a.entry_train, a.argmax_train) == (b.entry_train, b.argmax_train)
+    with pytest.raises(ValueError, match="kernel scaling 'unit'"):
+        kernel_regression(K, y, num_labels=C, scaling="unit")

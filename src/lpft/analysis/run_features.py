@@ -6,17 +6,21 @@ process that wrote the folder. Features are phi(x), the first-token last-layer s
 
 Cache layout inside the run folder::
 
-    features/pretrained-<name>-<fingerprint>.npy    phi0(x), the pre-trained backbone
-    features/trained-<name>-<fingerprint>.npy       phi(x), the run's best model
+    features/pretrained-<name>-<inputs>-<weights>.npy    phi0(x), the pre-trained backbone
+    features/trained-<name>-<inputs>-<weights>.npy       phi(x), the run's best model
 
-``<name>`` is the split (``train``, ``validation``, ``test``) or an evaluation set's name; ``<fingerprint>`` hashes
-the tokenised inputs, so a changed data file or tokenizer can never be served stale features.
+``<name>`` is the split (``train``, ``validation``, ``test``) or an evaluation set's name; ``<inputs>`` hashes the
+tokenised inputs and ``<weights>`` the weights the features come from (the content of ``model.safetensors`` for
+``trained``, the pre-trained model's files for ``pretrained``), so neither a changed data file or tokenizer nor a
+replaced checkpoint can be served stale features.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +29,7 @@ from ..data import DataError, Example, fingerprint
 from ..data.batching import Encoded, encode
 from ..io import load_array, save_array
 from ..methods.lp import encoded_fingerprint, pretrained_features
-from ..model import extract, load_tokenizer, resolve_device
+from ..model import extract, load_tokenizer, model_fingerprint, resolve_device
 from ..runs import RunRecord, load_task
 from .features import feature_statistics
 
@@ -73,9 +77,30 @@ def split_examples(record: RunRecord, split: str, data_dir: str | None = None) -
     return examples
 
 
+@lru_cache(maxsize=64)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    """Content hash of a file, remembered per (path, size, mtime) so a study hashes each checkpoint once."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:12]
+
+
+def weights_fingerprint(record: RunRecord, stage: str) -> str:
+    """Identity of the weights behind ``stage``'s features: ``model.safetensors``' content (trained) or the
+    pre-trained model's files (:func:`lpft.model.model_fingerprint`)."""
+    if stage == "pretrained":
+        return model_fingerprint(record.config.model)[:12]
+    path = record.path / "model.safetensors"
+    st = path.stat()
+    return _file_digest(str(path), st.st_size, st.st_mtime_ns)
+
+
 def _cache_path(record: RunRecord, stage: str, eval_set: EvalSet) -> Path:
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", eval_set.name)[:60]
-    return record.path / "features" / f"{stage}-{slug}-{encoded_fingerprint(eval_set.encoded)}.npy"
+    return (record.path / "features"
+            / f"{stage}-{slug}-{encoded_fingerprint(eval_set.encoded)}-{weights_fingerprint(record, stage)}.npy")
 
 
 def run_features(record: RunRecord, eval_set: EvalSet, stage: str = "trained", cache_dir: Path | None = None,

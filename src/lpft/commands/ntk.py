@@ -1,4 +1,4 @@
-"""``lpft ntk``: the eNTK at the start of fine-tuning (paper Table 2) and an Eq. 1 prediction check.
+"""``lpft ntk``: the eNTK at the start of fine-tuning (paper Table 2) and the Eq. 1 / Eq. 2 prediction checks.
 
 Writes ``<out>/<task>/ntk/<method>-seed<seed>-n<N>x<M>-<key>/``: the kernels (resumable; ``meta.json``, ``*.npy``),
 ``stats.json``, ``summary.md``, ``spectrum.png`` and ``pair_norms.png``. See ``docs/ntk.md``.
@@ -10,6 +10,8 @@ import argparse
 
 from ..config import add_config_arguments, config_from_args
 from ..methods.config import RunConfig
+from ..ntk.sampling import SAMPLINGS
+from ..ntk.stats import KERNEL_SCALINGS
 from ..study.jobs import ntk_folder  # noqa: F401  (where the study puts an eNTK; re-exported for callers)
 from ._options import add_executor_arguments, executor_from_args, workspace_from_args
 from .train import add_run_location_arguments, format_table
@@ -27,13 +29,21 @@ IGNORED_RUN_OPTIONS = ("epochs", "log_every")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, RunConfig, skip=IGNORED_RUN_OPTIONS)
     add_run_location_arguments(parser)
-    parser.add_argument("--n-train", type=int, default=250, help="first N train examples (paper: at most 250)")
-    parser.add_argument("--n-test", type=int, default=250, help="first M test examples (paper: at most 250)")
+    parser.add_argument("--n-train", type=int, default=250,
+                        help="N train examples, all if the split is smaller (paper: at most 250)")
+    parser.add_argument("--n-test", type=int, default=250,
+                        help="M test examples, all if the split is smaller (paper: at most 250)")
+    parser.add_argument("--sample", default="random", choices=SAMPLINGS,
+                        help="random: a sample drawn with --seed, as the authors draw it; first: the first N / M "
+                             "(deviation; can miss whole classes)")
+    parser.add_argument("--kernel-scaling", default="raw", choices=KERNEL_SCALINGS,
+                        help="kernel regression on the raw kernel (the authors') or on the kernel divided by its "
+                             "largest train entry (max; deviation)")
     parser.add_argument("--memory-budget", type=int, default=None,
                         help="bytes for gradient blocks (unset: 3 GiB)")
     parser.add_argument("--embedding-fraction", type=float, default=None,
-                        help="keep this fraction of word-embedding gradient rows, rescaled (paper: 0.1); "
-                             "default exact")
+                        help="keep this fraction of the word-embedding parameters (entries, drawn with --seed), "
+                             "rescaled: the paper's subsampling with 0.1; default exact")
     parser.add_argument("--predict", action=argparse.BooleanOptionalAction, default=True,
                         help="also predict the logit change of one real fine-tuning epoch from the kernel (Eq. 1) "
                              "and its feature change (Eq. 2)")
@@ -50,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(RunConfig, args)
     settings = NtkSpec(methods=(cfg.method.lower(),), seeds=(cfg.seed,), n_train=args.n_train, n_test=args.n_test,
+                       sample=args.sample, kernel_scaling=args.kernel_scaling,
                        memory_budget=args.memory_budget, embedding_fraction=args.embedding_fraction,
                        predict=args.predict, predict_optimizer=args.predict_optimizer,
                        predict_dropout=args.predict_dropout)

@@ -13,7 +13,8 @@ import math
 from dataclasses import dataclass
 
 from ..config import ConfigError
-from ..model import DEFAULT_MODEL, POOLINGS, PRECISIONS, ModelError, default_pooling, load_config
+from ..data.batching import DATA_ORDERS
+from ..model import DEFAULT_MODEL, HEAD_INITS, POOLINGS, PRECISIONS, ModelError, default_pooling, load_config
 
 METHODS = ("lp", "ft", "lp-ft", "lora", "lp-lora")
 #: seeds are 0 <= seed < 2**32 (numpy's SeedSequence words; torch derives per-epoch seeds from them)
@@ -47,7 +48,10 @@ HYPERPARAMETERS.update({("boss-amazon-full", m): v for m, v in _TABLE6_MORE["bos
 # these are reset to their defaults (epochs, batch size and lr to unset): one LP run per (model, task, data), shared
 # by every seed and schedule of a study, instead of a new LP folder for each --seed or --epochs.
 FT_ONLY_FIELDS = ("seed", "epochs", "batch_size", "lr", "weight_decay", "dropout", "lora_r", "lora_alpha",
-                  "head_norm", "head_scale", "log_every", "lora_targets")
+                  "head_norm", "head_scale", "log_every", "lora_targets", "head_init", "max_grad_norm", "data_order")
+
+# What runs made before head_init / max_grad_norm / data_order existed did (RunRecord fills these in for them).
+LEGACY_PROTOCOL = {"head_init": "uniform", "max_grad_norm": 0.0, "data_order": "length"}
 
 # Tasks whose default schedule is shortened so the default `lpft train` finishes in minutes on 2 CPU cores.
 QUICK_DEFAULTS = {"bbc-news": {"epochs": 1, "max_length": 64}}
@@ -72,6 +76,16 @@ class RunConfig:
     """peak learning rate of AdamW with linear decay and no warmup (default: paper Table 6)"""
     weight_decay: float = 0.0
     """AdamW weight decay (paper: 0)"""
+    head_init: str = "normal"
+    """head initialisation: normal = weights N(0, initializer_range^2), bias 0 (Hugging Face Trainer's models, the
+    authors' setup); uniform = PyTorch's Linear default U(+-1/sqrt(h)) for weight and bias (deviation)"""
+    max_grad_norm: float = 1.0
+    """clip the gradient to this global L2 norm before each optimiser step (Trainer's default 1.0, the authors'
+    setup); 0 disables clipping (deviation)"""
+    data_order: str = "length"
+    """training batch order: length = random batches of similar length (less padding, faster; kept as the default
+    because on CB it matched random order within seed noise, see the README); random = a fresh random permutation
+    every epoch (Trainer's RandomSampler, the authors' setup)"""
     max_length: int | None = None
     """maximum tokens per example (default 128; 64 for bbc-news)"""
     dropout: float | None = None
@@ -151,6 +165,14 @@ class RunConfig:
                         "eval_batch_size", "log_every")
         if cfg.weight_decay < 0:
             raise ConfigError(f"--weight-decay must be >= 0, got {cfg.weight_decay}")
+        if cfg.head_init not in HEAD_INITS:
+            raise ConfigError(f"--head-init {cfg.head_init!r} is unknown: expected one of {', '.join(HEAD_INITS)}")
+        if cfg.data_order not in DATA_ORDERS:
+            raise ConfigError(f"--data-order {cfg.data_order!r} is unknown: expected one of {', '.join(DATA_ORDERS)}")
+        if cfg.max_grad_norm is None:
+            cfg.max_grad_norm = 0.0
+        if not cfg.max_grad_norm >= 0:
+            raise ConfigError(f"--max-grad-norm must be >= 0 (0: no clipping), got {cfg.max_grad_norm}")
         if cfg.dropout is not None and not 0 <= cfg.dropout < 1:
             raise ConfigError(f"--dropout must be in [0, 1), got {cfg.dropout}")
         if cfg.head_norm is not None and cfg.head_scale is not None:
@@ -196,6 +218,11 @@ class RunConfig:
             fields.pop("pooling")
         if fields["lora_targets"] is None:
             fields.pop("lora_targets")
+        # head_init / max_grad_norm / data_order at what runs did before the options existed: those runs keep their
+        # keys; the new defaults (normal head, clipping) are other computations and get other keys
+        for name, legacy in LEGACY_PROTOCOL.items():
+            if fields[name] == legacy:
+                fields.pop(name)
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
 
     @property

@@ -1,4 +1,7 @@
-"""One training loop for FT, LP-FT, LoRA and LP-LoRA: AdamW (weight decay 0), linear decay, no warmup.
+"""One training loop for FT, LP-FT, LoRA and LP-LoRA: AdamW (weight decay 0), linear decay, no warmup and gradient
+clipping at global norm 1.0 (Hugging Face ``Trainer``'s defaults, which the authors ran with; ``max_grad_norm=0`` is
+the deviation kept as an option). Batches are length-bucketed by default (``data_order="length"``: it matched
+``Trainer``'s random order within seed noise on CB, see the README); ``data_order="random"`` is the authors' order.
 
 The loop trains whatever parameters have ``requires_grad`` (all of them for FT; LoRA factors + head for LoRA),
 evaluates the validation metric after every epoch and keeps the best epoch's weights.
@@ -75,15 +78,21 @@ def _step_record(clf: Classifier, step: int, loss: float, logits: torch.Tensor) 
             "mean_logit_norm": float(logits.detach().norm(dim=1).mean())}
 
 
-def finetune(clf: Classifier, train: Encoded, validation: Encoded, *, epochs: int, batch_size: int, lr: float,
-             seed: int, evaluate: Callable[[np.ndarray, np.ndarray], tuple[float, dict]], state_dir: Path,
-             weight_decay: float = 0.0, log_every: int = 10, eval_batch_size: int = 64,
+def finetune(clf: Classifier, train: Encoded, validation: Encoded | None, *, epochs: int, batch_size: int,
+             lr: float, seed: int, evaluate: Callable[[np.ndarray, np.ndarray], tuple[float, dict]] | None,
+             state_dir: Path,
+             weight_decay: float = 0.0, max_grad_norm: float | None = 1.0, data_order: str = "length",
+             log_every: int = 10, eval_batch_size: int = 64,
              desc: str = "fine-tune", on_epoch_end: Callable[[int, Classifier], None] | None = None,
              precision: str = "fp32") -> FinetuneResult:
     """Train ``clf`` in place; on return it holds the best epoch's weights.
 
     ``evaluate(logits, labels) -> (primary metric, metrics dict)`` scores the validation set after every epoch.
+    With ``validation=None`` nothing is evaluated and the last epoch's weights are kept.
     ``state_dir`` holds the resume state; it is removed once training has finished.
+    ``max_grad_norm``: clip the gradient of all trainable parameters to this global L2 norm before each step, as
+    ``Trainer`` does (``None`` or 0: no clipping). ``data_order``: ``random`` or ``length``
+    (:func:`lpft.data.batching.train_batches`).
     ``precision="bf16"`` runs the forward passes (training and validation) under bf16 autocast; the loss, the
     parameters, their gradients and the optimiser state stay fp32.
     """
@@ -91,7 +100,7 @@ def finetune(clf: Classifier, train: Encoded, validation: Encoded, *, epochs: in
     device = next(clf.parameters()).device
     params = [p for p in clf.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=_can_fuse(params))
-    steps_per_epoch = len(train_batches(train, batch_size, seed, 0))
+    steps_per_epoch = len(train_batches(train, batch_size, seed, 0, data_order))
     total = steps_per_epoch * epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1.0 - s / total))
     result, start_epoch = _resume(clf, optimizer, scheduler, state_dir)
@@ -102,7 +111,7 @@ def finetune(clf: Classifier, train: Encoded, validation: Encoded, *, epochs: in
         torch.manual_seed(seed * 100_003 + epoch)  # dropout stream of this epoch, independent of resume
         clf.train()
         losses = []
-        batches = train_batches(train, batch_size, seed, epoch)
+        batches = train_batches(train, batch_size, seed, epoch, data_order)
         bar = tqdm(iterate(train, batches), total=len(batches), desc=f"{desc} {epoch + 1}/{epochs}", leave=False,
                    unit="batch")
         for _, batch in bar:
@@ -115,6 +124,8 @@ def finetune(clf: Classifier, train: Encoded, validation: Encoded, *, epochs: in
                 raise TrainingDiverged(epoch + 1, step + 1, loss.item())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
             optimizer.step()
             scheduler.step()
             step += 1
@@ -122,18 +133,19 @@ def finetune(clf: Classifier, train: Encoded, validation: Encoded, *, epochs: in
             if step % log_every == 0 or step == 1:
                 result.steps.append(_step_record(clf, step, losses[-1], logits))
                 bar.set_postfix(loss=f"{np.mean(losses[-log_every:]):.4f}")
-        val_feats, val_logits = extract(clf, validation, eval_batch_size, logits=True, precision=precision)
-        if not np.isfinite(val_logits).all():  # the epoch's last update broke the weights after a finite loss
-            raise TrainingDiverged(epoch + 1, step, float(val_logits[~np.isfinite(val_logits)][0]), "validation logit")
-        primary, metrics = evaluate(val_logits, validation.labels)
         w, b = clf.head_norms()
-        result.history.append({
-            "epoch": epoch + 1, "train_loss": float(np.mean(losses)), "validation": metrics,
-            "head_weight_norm": w, "head_bias_norm": b,
-            "mean_logit_norm": float(np.linalg.norm(val_logits, axis=1).mean()),
-            "seconds": time.perf_counter() - started,
-        })
-        improved = primary > result.best_metric
+        row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "head_weight_norm": w, "head_bias_norm": b}
+        if validation is None:  # nothing to select by: every epoch supersedes the previous one
+            primary, metrics, improved = float(epoch + 1), {}, True
+        else:
+            val_feats, val_logits = extract(clf, validation, eval_batch_size, logits=True, precision=precision)
+            if not np.isfinite(val_logits).all():  # the epoch's last update broke the weights after a finite loss
+                raise TrainingDiverged(epoch + 1, step, float(val_logits[~np.isfinite(val_logits)][0]),
+                                       "validation logit")
+            primary, metrics = evaluate(val_logits, validation.labels)
+            row.update(validation=metrics, mean_logit_norm=float(np.linalg.norm(val_logits, axis=1).mean()))
+            improved = primary > result.best_metric
+        result.history.append({**row, "seconds": time.perf_counter() - started})
         if improved:
             result.best_epoch, result.best_metric = epoch + 1, float(primary)
         _save_epoch(clf, optimizer, scheduler, state_dir, epoch + 1, result, improved)

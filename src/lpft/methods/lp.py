@@ -100,14 +100,17 @@ def fit_linear_probe(features: np.ndarray, labels: np.ndarray, num_labels: int, 
 
 def linear_probe(features: np.ndarray, labels: np.ndarray, num_labels: int, cs: int, folds: int, max_iter: int,
                  cache_dir: Path | None, features_key: str) -> tuple[np.ndarray, np.ndarray]:
-    """``fit_linear_probe`` with an on-disk cache keyed by the features and the LP settings (computed once across
-    concurrent processes)."""
+    """``fit_linear_probe`` with an on-disk cache keyed by the features (``features_key``: model and token ids),
+    the labels and the class count (relabelled data with the same texts gets its own probe) and the LP settings
+    (computed once across concurrent processes)."""
     def fit():
         return fit_linear_probe(features, labels, num_labels, cs, folds, max_iter)
 
     if cache_dir is None:
         return fit()
-    path = Path(cache_dir) / "probes" / f"{features_key}-C{cs}-k{folds}-i{max_iter}.safetensors"
+    targets = hashlib.sha256(np.asarray(labels, dtype=np.int64).tobytes() + f"|{num_labels}".encode())
+    name = f"{features_key}-y{targets.hexdigest()[:12]}-C{cs}-k{folds}-i{max_iter}.safetensors"
+    path = Path(cache_dir) / "probes" / name
 
     def load(p):
         saved = load_tensors(p)

@@ -150,7 +150,8 @@ class LogitGradients:
     ``samples``: see :func:`sample_rows`. ``dtype``: float32 (fast) or float64 (tests); a model of another dtype is
     copied. ``memory_budget`` (bytes) bounds the large buffers (see :data:`DEFAULT_MEMORY_BUDGET`).
     ``embedding_fraction``: ``None`` (exact, default) or p in (0, 1]: an *approximation* that keeps each
-    word-embedding row with probability p (``seed``) and scales that block by 1/p (unbiased); the paper kept 10 %.
+    word-embedding parameter (entry of the vocab x h matrix) with probability p (``seed``) and scales that block by
+    1/p (unbiased); the paper kept 10 % of these parameters.
     ``max_tokens``: padded tokens per batch. ``split``: the first ``split`` samples (the train set) come first
     in batch order, so a block's ``gram(split)`` is (all x train). ``staged=False`` forces the one-stage,
     sample-by-sample path (``None``: staged whenever the chain check passes).
@@ -507,8 +508,10 @@ class LogitGradients:
         sample, ids, delta = torch.cat(samples), torch.cat(ids), torch.cat(deltas)
         scale = 1.0
         if self.embedding_fraction is not None and m is self.word_embedding and self.embedding_fraction < 1:
-            keep = embedding_rows_kept(m.num_embeddings, self.embedding_fraction, self.seed)[ids]
-            sample, ids, delta = sample[keep], ids[keep], delta[keep]
+            # zeroing a token's cotangent in the dropped columns of its row drops exactly those entries of the
+            # per-sample gradient (a sum over the tokens with that id), so the sparse Gram needs no other change
+            kept = embedding_entries_kept(m.num_embeddings, m.embedding_dim, self.embedding_fraction, self.seed)
+            delta = delta * kept[ids].unsqueeze(1).to(delta.dtype)  # (K, C, dim) * (K, 1, dim)
             scale = 1.0 / self.embedding_fraction
         return EmbeddingBlock(name, sample, ids, delta, self.num_samples, scale)
 
@@ -528,11 +531,12 @@ def _slices(name: str, size: int, most: int) -> list[str]:
     return [f"{name}[{a}:{b}]" for a, b in zip(edges[:-1], edges[1:])]
 
 
-def embedding_rows_kept(num_embeddings: int, fraction: float, seed: int) -> torch.Tensor:
-    """The word-embedding rows kept by the ``embedding_fraction`` approximation: each independently with
-    probability ``fraction`` (bool mask, reproducible from ``seed``)."""
+def embedding_entries_kept(num_embeddings: int, dim: int, fraction: float, seed: int) -> torch.Tensor:
+    """The word-embedding parameters kept by the ``embedding_fraction`` approximation: each entry of the
+    (num_embeddings, dim) weight independently with probability ``fraction`` (bool mask, reproducible from
+    ``seed``), as the paper subsampled 10 % of the embedding parameters."""
     gen = torch.Generator().manual_seed(seed)
-    return torch.rand(num_embeddings, generator=gen) < fraction
+    return torch.rand(num_embeddings, dim, generator=gen) < fraction
 
 
 def _stack(results):

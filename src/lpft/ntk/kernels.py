@@ -167,6 +167,8 @@ def _compute_kernels_locked(clf, train, test, folder: Path, train_indices, test_
     meta_path, state_path = folder / "meta.json", folder / "state.npz"
     options = {"dtype": str(dtype), "memory_budget": int(memory_budget), "embedding_fraction": embedding_fraction,
                "seed": seed, **engine_options}
+    if embedding_fraction is not None:  # entries since 0.2 (whole rows before): never resume a folder of rows
+        options["embedding_subsampling"] = "entries"
     train_rows = sample_rows(train)
     rows = train_rows + (sample_rows(test) if test is not None else [])
     n = len(train_rows)

@@ -43,11 +43,12 @@ import torch
 OPTIMIZERS = ("adamw", "sgd")
 
 
-def schedule_weights(train, batch_size: int, seed: int, lr: float, epochs: int = 1) -> np.ndarray:
+def schedule_weights(train, batch_size: int, seed: int, lr: float, epochs: int = 1,
+                     data_order: str = "length") -> np.ndarray:
     """``w_i`` for the real batch order of ``train`` (an ``Encoded``) under ``lr_s = lr (1 - s / T)``."""
     from ..data.batching import train_batches
 
-    per_epoch = [train_batches(train, batch_size, seed, e) for e in range(epochs)]
+    per_epoch = [train_batches(train, batch_size, seed, e, data_order) for e in range(epochs)]
     total = sum(len(b) for b in per_epoch)
     w = np.zeros(len(train))
     step = 0
@@ -83,9 +84,10 @@ def compare(pred: np.ndarray, actual: np.ndarray) -> dict:
             "actual_norm": na, "predicted_norm": float(np.sqrt(pp))}
 
 
-def sgd_finetune(clf, train, *, batch_size: int, lr: float, seed: int, epochs: int = 1) -> None:
+def sgd_finetune(clf, train, *, batch_size: int, lr: float, seed: int, epochs: int = 1,
+                 data_order: str = "length") -> None:
     """The training loop of :func:`lpft.methods.finetune.finetune` (same batches, schedule, dropout seeding) with
-    plain SGD instead of AdamW."""
+    plain SGD instead of AdamW and no gradient clipping (Eq. 1's first-order step)."""
     import torch.nn.functional as F
 
     from ..data.batching import iterate, train_batches
@@ -93,12 +95,12 @@ def sgd_finetune(clf, train, *, batch_size: int, lr: float, seed: int, epochs: i
     device = next(clf.parameters()).device
     params = [p for p in clf.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=lr)
-    total = len(train_batches(train, batch_size, seed, 0)) * epochs
+    total = len(train_batches(train, batch_size, seed, 0, data_order)) * epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / total))
     for epoch in range(epochs):
         torch.manual_seed(seed * 100_003 + epoch)
         clf.train()
-        for _, batch in iterate(train, train_batches(train, batch_size, seed, epoch)):
+        for _, batch in iterate(train, train_batches(train, batch_size, seed, epoch, data_order)):
             batch = {k: v.to(device) for k, v in batch.items()}
             labels = batch.pop("labels")
             loss = F.cross_entropy(clf(**batch), labels)
@@ -122,8 +124,12 @@ def disable_dropout(model) -> None:
 
 def actual_change(clf, train, test, *, batch_size: int, lr: float, seed: int, weight_decay: float = 0.0,
                   epochs: int = 1, optimizer: str = "adamw", eval_batch_size: int = 64, dropout: bool = True,
-                  features: bool = False) -> tuple:
-    """Fine-tune a copy of ``clf`` on ``train`` and return the logit change (eval mode) on (train, test).
+                  features: bool = False, max_grad_norm: float | None = 1.0, data_order: str = "length") -> tuple:
+    """Fine-tune a copy of ``clf`` on ``train`` for ``epochs`` epochs and return the logit change (eval mode) on
+    (train, test) of the model after the last epoch (no validation-based selection).
+
+    ``optimizer="adamw"`` is the real training loop (with its ``max_grad_norm`` clipping and ``data_order``);
+    ``"sgd"`` the same batches and schedule with plain, unclipped SGD.
 
     ``dropout=False`` switches every dropout of the copy off during training (the kernel is taken without dropout,
     so only then is Eq. 1 exact as ``lr -> 0``). ``features=True`` returns
@@ -138,12 +144,12 @@ def actual_change(clf, train, test, *, batch_size: int, lr: float, seed: int, we
     if not dropout:
         disable_dropout(model)
     if optimizer == "sgd":
-        sgd_finetune(model, train, batch_size=batch_size, lr=lr, seed=seed, epochs=epochs)
+        sgd_finetune(model, train, batch_size=batch_size, lr=lr, seed=seed, epochs=epochs, data_order=data_order)
     else:
         with tempfile.TemporaryDirectory(prefix="lpft-ntk-predict-") as tmp:
-            finetune(model, train, test, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                     evaluate=lambda logits, labels: (0.0, {}), state_dir=Path(tmp) / "state",
-                     weight_decay=weight_decay, log_every=10 ** 9, eval_batch_size=eval_batch_size,
+            finetune(model, train, None, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, evaluate=None,
+                     state_dir=Path(tmp) / "state", weight_decay=weight_decay, max_grad_norm=max_grad_norm,
+                     data_order=data_order, log_every=10 ** 9, eval_batch_size=eval_batch_size,
                      desc="NTK predict: fine-tune")
     after = [extract(model, enc, eval_batch_size, logits=True) for enc in (train, test)]
     del model
@@ -223,7 +229,8 @@ def predicted_feature_change(clf, train, test, delta: np.ndarray, weights: np.nd
 
 def predict_and_compare(kernels, clf, train, test, train_logits: np.ndarray, *, batch_size: int, lr: float,
                         seed: int, weight_decay: float = 0.0, epochs: int = 1, optimizer: str = "adamw",
-                        eval_batch_size: int = 64, dropout: bool = True) -> dict:
+                        eval_batch_size: int = 64, dropout: bool = True, max_grad_norm: float | None = 1.0,
+                        data_order: str = "length") -> dict:
     """Eq. 1 prediction from ``kernels`` (at ``clf``'s current parameters) against a real fine-tuning of a copy.
 
     Returns a JSON-ready dict: the setting, the SGD scale, and :func:`compare` results for the full kernel on test
@@ -234,15 +241,17 @@ def predict_and_compare(kernels, clf, train, test, train_logits: np.ndarray, *, 
 
     C = kernels.num_labels
     delta = residuals(train_logits, train.labels)
-    w = schedule_weights(train, batch_size, seed, lr, epochs)
+    w = schedule_weights(train, batch_size, seed, lr, epochs, data_order)
     pred_feat = predicted_feature_change(clf, train, test, delta, w, eval_batch_size)
     d_train, d_test, _, f_test = actual_change(clf, train, test, batch_size=batch_size, lr=lr, seed=seed,
                                                weight_decay=weight_decay, epochs=epochs, optimizer=optimizer,
-                                               eval_batch_size=eval_batch_size, dropout=dropout, features=True)
+                                               eval_batch_size=eval_batch_size, dropout=dropout, features=True,
+                                               max_grad_norm=max_grad_norm, data_order=data_order)
     pred_test = predicted_change(kernels.full_test, delta, w, C)
     pred_train = predicted_change(kernels.full_train, delta, w, C)
     return {
         "optimizer": optimizer, "dropout": dropout, "epochs": epochs, "lr": lr, "batch_size": batch_size,
+        "max_grad_norm": max_grad_norm if optimizer == "adamw" else None, "data_order": data_order,
         "mean_sgd_weight": float(w.mean()),
         "scale_note": "w_i = lr_s(i) / |B_s(i)|, lr_s = lr (1 - s/T): first-order SGD; fitted_scale is a "
                       "multiple of it",

@@ -30,14 +30,14 @@ def cache_path(ws: Workspace):
 
 
 def ntk_folder(out: str | Path, cfg: RunConfig, n_train: int, n_test: int, memory_budget: int,
-               embedding_fraction: float | None) -> Path:
+               embedding_fraction: float | None, sample: str = "random") -> Path:
     """The folder of one kernel computation: keyed on the run options (``run_key``) and on every option that
     changes the kernels, so a small trial and the full computation never collide. The Eq. 1 / Eq. 2 options only
     change ``stats.json`` and ``summary.md``, which every command rewrites (and which record them)."""
     import hashlib
 
     options = {"run": cfg.run_key(), "n_train": n_train, "n_test": n_test, "memory_budget": memory_budget,
-               "embedding_fraction": embedding_fraction}
+               "embedding_fraction": embedding_fraction, "sample": sample}
     key = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
     return Path(out) / cfg.task / "ntk" / f"{cfg.method}-seed{cfg.seed}-n{n_train}x{n_test}-{key}"
 
@@ -99,7 +99,7 @@ class TrainJob:
 
 @dataclass(frozen=True)
 class NtkJob:
-    """The eNTK of ``config``'s start of fine-tuning on the first ``n_train`` / ``n_test`` examples."""
+    """The eNTK of ``config``'s start of fine-tuning on ``n_train`` / ``n_test`` examples (``settings.sample``)."""
 
     config: RunConfig  # resolved, method with an FT stage
     settings: NtkSpec
@@ -113,10 +113,10 @@ class NtkJob:
 
         n_train, n_test = self.sizes(ws)
         return ntk_folder(ws.out, self.config, n_train, n_test, self.settings.memory_budget or DEFAULT_MEMORY_BUDGET,
-                          self.settings.embedding_fraction)
+                          self.settings.embedding_fraction, self.settings.sample)
 
     def sizes(self, ws: Workspace) -> tuple[int, int]:
-        """The numbers of train / test samples used: the first n_train / n_test, as far as the splits reach."""
+        """The numbers of train / test samples used: n_train / n_test, as far as the splits reach."""
         from ..runs import load_task
 
         task = load_task(self.config, ws.data_dir)
@@ -151,6 +151,8 @@ def kernel_settings(s: NtkSpec) -> dict:
 
 def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, folder: Path, log=print) -> Path:
     """Kernels (resumable), Table-2 statistics, the optional Eq. 1 / 2 prediction check, plots and summary."""
+    import sys
+
     import numpy as np
 
     from ..config import ConfigError
@@ -159,17 +161,26 @@ def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, folder: Path, log=pri
     from ..ntk import compute_kernels_to_dir, frobenius_norm, ft_ratio, kernel_regression, numerical_rank, residuals
     from ..ntk.gradients import DEFAULT_MEMORY_BUDGET
     from ..ntk.report import PAPER_CB, make_plots, summary_markdown
+    from ..ntk.sampling import missing_classes, sample_indices
     from ..ntk.stats import RANK_EPS
     from ..runs import prepare, start_of_fine_tuning
 
     started = time.perf_counter()
     prep = prepare(cfg, ws.data_dir)
-    train_idx = list(range(min(s.n_train, len(prep.splits["train"]))))
-    test_idx = list(range(min(s.n_test, len(prep.splits["test"]))))
+    train_idx = sample_indices(len(prep.splits["train"]), s.n_train, cfg.seed, s.sample, stream=0)
+    test_idx = sample_indices(len(prep.splits["test"]), s.n_test, cfg.seed, s.sample, stream=1)
     train, test = prep.splits["train"].subset(train_idx), prep.splits["test"].subset(test_idx)
-    clf, _ = start_of_fine_tuning(cfg, prep, cache_path(ws), ws.device)
     C = prep.task.num_labels
     labels = list(prep.task.labels)
+    notes = []
+    for split, enc in (("train", train), ("test", test)):
+        missing = missing_classes(enc.labels, C)
+        if missing:
+            notes.append(f"the {split} sample ({len(enc)} examples, --sample {s.sample}) has no example of "
+                         f"class(es) {', '.join(labels[i] for i in missing)}"
+                         + ("; kernel regression sees fewer classes than the task has" if split == "train" else ""))
+            print(f"warning: {notes[-1]}", file=sys.stderr)
+    clf, _ = start_of_fine_tuning(cfg, prep, cache_path(ws), ws.device)
     log(f"eNTK of {cfg.method.upper()} on {cfg.task} at the start of FT: {len(train_idx)} train x "
         f"{len(test_idx)} test samples, {C} classes -> {folder}")
     with KernelProgress() as progress:
@@ -186,8 +197,8 @@ def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, folder: Path, log=pri
     kernels = {"P": (k.P_train, k.P_test), "F": (k.F_train, k.F_test), "P+F": (k.full_train, k.full_test)}
     stats = {"task": cfg.task, "method": cfg.method, "model": cfg.model, "seed": cfg.seed, "num_labels": C,
              "labels": labels, "n_train": len(train_idx), "n_test": len(test_idx),
-             "train_indices": train_idx, "test_indices": test_idx,
-             "embedding_fraction": s.embedding_fraction,
+             "sample": s.sample, "train_indices": train_idx, "test_indices": test_idx, "warnings": notes,
+             "kernel_scaling": s.kernel_scaling, "embedding_fraction": s.embedding_fraction,
              # the head FT starts from (claim 5's SGD side: `lpft claims` pairs it with the measured change)
              "start_head_norm": float(clf.head.weight.detach().norm()), "head_norm": cfg.head_norm,
              "head_scale": cfg.head_scale,
@@ -199,7 +210,7 @@ def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, folder: Path, log=pri
                               "delta from the start-of-FT logits",
              "kernels": {}}
     for name, (Ktr, Kte) in kernels.items():
-        kr = kernel_regression(Ktr, train.labels, Kte, test.labels, num_labels=C)
+        kr = kernel_regression(Ktr, train.labels, Kte, test.labels, num_labels=C, scaling=s.kernel_scaling)
         stats["kernels"][name] = {"rank": numerical_rank(Ktr), "size": int(Ktr.shape[0]),
                                   "frobenius": frobenius_norm(Ktr),
                                   "entry_train": kr.entry_train, "entry_test": kr.entry_test,
@@ -212,7 +223,8 @@ def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, folder: Path, log=pri
         stats["predict"] = predict_and_compare(k, clf, train, test, train_logits, batch_size=cfg.batch_size,
                                                lr=cfg.lr, seed=cfg.seed, weight_decay=cfg.weight_decay, epochs=1,
                                                optimizer=s.predict_optimizer,
-                                               eval_batch_size=cfg.eval_batch_size, dropout=s.predict_dropout)
+                                               eval_batch_size=cfg.eval_batch_size, dropout=s.predict_dropout,
+                                               max_grad_norm=cfg.max_grad_norm, data_order=cfg.data_order)
     stats["settings"] = kernel_settings(s)
     stats["seconds"] = time.perf_counter() - started
     make_plots(k, train.labels, C, folder, labels, title=f"{cfg.method.upper()} on {cfg.task}")

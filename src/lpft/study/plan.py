@@ -17,6 +17,8 @@ from pathlib import Path
 from ..config import ConfigError
 from ..data import SPLITS, DataError, get_task
 from ..methods.config import METHODS, RunConfig
+from ..ntk.sampling import SAMPLINGS
+from ..ntk.stats import KERNEL_SCALINGS
 from .jobs import NtkJob, TrainJob
 from .spec import StudySpec
 
@@ -140,9 +142,14 @@ def plan(spec: StudySpec, data_dir: str | None = None) -> Plan:
                                                s.seeds or spec.seeds, s.mode)
     if spec.ntk is not None:
         n = spec.ntk
-        for key in ("n_train", "n_test"):
-            if getattr(n, key) < 1:
-                raise ConfigError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(n, key)}")
+        for key, least in (("n_train", 2), ("n_test", 1)):  # kernel regression cross-validates over >= 2 samples
+            if getattr(n, key) < least:
+                raise ConfigError(f"--{key.replace('_', '-')} must be >= {least}, got {getattr(n, key)}")
+        if n.sample not in SAMPLINGS:
+            raise ConfigError(f"--sample {n.sample!r} is unknown: expected one of {', '.join(SAMPLINGS)}")
+        if n.kernel_scaling not in KERNEL_SCALINGS:
+            raise ConfigError(f"--kernel-scaling {n.kernel_scaling!r} is unknown: expected one of "
+                              f"{', '.join(KERNEL_SCALINGS)}")
         if n.embedding_fraction is not None and not 0 < n.embedding_fraction <= 1:
             raise ConfigError(f"--embedding-fraction must be in (0, 1], got {n.embedding_fraction}")
         if n.memory_budget is not None and n.memory_budget <= 0:

@@ -75,6 +75,8 @@ class NtkSpec:
     seeds: tuple[int, ...] | None = None  # None: the study's first seed
     n_train: int = 250
     n_test: int = 250
+    sample: str = "random"  # random: seeded sample, as the authors draw it; first: the first N / M (deviation)
+    kernel_scaling: str = "raw"  # kernel regression on the raw kernel (authors'); max: divided by max |K| (deviation)
     memory_budget: int | None = None
     embedding_fraction: float | None = None
     predict: bool = True
@@ -240,7 +242,8 @@ def load_study(path: str | Path, **location) -> tuple[StudySpec, Workspace]:
         defaults = NtkSpec()
         ntk = NtkSpec(tasks=r.list("tasks", str), methods=r.list("methods", str, defaults.methods),
                       seeds=r.list("seeds", int), n_train=r.get("n_train", int, defaults.n_train),
-                      n_test=r.get("n_test", int, defaults.n_test), memory_budget=r.get("memory_budget", int),
+                      n_test=r.get("n_test", int, defaults.n_test), sample=r.get("sample", str, defaults.sample),
+                      kernel_scaling=r.get("kernel_scaling", str, defaults.kernel_scaling), memory_budget=r.get("memory_budget", int),
                       embedding_fraction=r.get("embedding_fraction", float),
                       predict=r.get("predict", bool, True), predict_optimizer=r.get("predict_optimizer", str, "adamw"),
                       predict_dropout=r.get("predict_dropout", bool, True))
