@@ -75,3 +75,22 @@ def test_ntk_command_on_a_decoder(polarity_csv, decoder_dirs, tmp_path, capsys):
     assert set(stats["kernels"]) == {"P", "F", "P+F"} and stats["kernels"]["F"]["frobenius"] > 0
     assert 0 <= stats["ft_ratio"] <= 1 + 1e-6
     assert np.isfinite(stats["predict"]["test"]["cosine"]) and np.isfinite(stats["predict"]["features_test"]["cosine"])
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_export_loader_reproduces_a_decoder_run(padding_side, polarity_csv, decoder_dirs, tmp_path):
+    """The exported README loader (plain transformers) gives lpft's probabilities for a decoder, whichever side its
+    tokenizer pads: it must count positions over real tokens only, as lpft does."""
+    import lpft
+
+    # GPT-2: absolute position embeddings, so a left-padded batch with naive positions would give other features
+    folder = train(config(polarity_csv, decoder_dirs["gpt2"], "ft"), out=tmp_path, cache_dir=None, device="cpu")
+    assert main(["export", str(folder), str(tmp_path / "export")]) == 0
+    code = (tmp_path / "export" / "README.md").read_text().split("```python\n", 1)[1].split("```", 1)[0]
+    ns: dict = {}
+    exec(compile(code, "README.md", "exec"), ns)
+    assert json.loads((tmp_path / "export" / "classifier.json").read_text())["decoder"] is True
+    ns["tokenizer"].padding_side = padding_side
+    texts = ["good", "bad awful poor item 3 bad awful poor item 5 bad", "great fine item 12"]
+    expected = lpft.load_run(folder).predict_proba(texts)
+    np.testing.assert_allclose(ns["predict_proba"](texts).numpy(), expected, atol=1e-5)

@@ -63,8 +63,10 @@ def predict_proba(texts, pairs=None, calibrated=False):
     """Probabilities (N, C), columns in the order of meta["labels"]; pairs: second segments of sentence pairs."""
     batch = tokenizer(texts, pairs, truncation=True, max_length=meta["max_length"], padding=True,
                       return_tensors="pt")
-    hidden = model(**batch).last_hidden_state
     mask = batch["attention_mask"]
+    if meta["decoder"]:  # positions count real tokens only, so either padding side gives the same features
+        batch["position_ids"] = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+    hidden = model(**batch).last_hidden_state
     if meta["pooling"] == "mean":
         phi = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
     else:  # the first or the last non-padding token, whichever side the tokenizer pads
@@ -148,7 +150,7 @@ def export_run(run: str | Path | Predictor, folder: str | Path, adapter: bool = 
                  {"pooling": predictor.pooling})
     labels = list(predictor.labels)
     write_json(folder / "labels.json", labels)
-    meta = {"labels": labels, "pooling": predictor.pooling, "max_length": cfg.max_length,
+    meta = {"labels": labels, "pooling": predictor.pooling, "decoder": bool(clf.causal), "max_length": cfg.max_length,
             "temperature": predictor.temperature, "base_model": _base_model(cfg.model),
             "adapter": adapter, "text_columns": cfg.text_columns if cfg.task == "files" else None,
             "source": {"run": str(record.path), "task": cfg.task, "method": cfg.method, "model": cfg.model,
