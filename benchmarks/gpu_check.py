@@ -156,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--only {args.only!r}: expected a comma-separated subset of compare, ntk, throughput")
 
     if args.dry_run:
-        for step in plan(args, args.out or Path(tempfile.gettempdir()) / "lpft-gpu-check-XXXX"):
+        # the real run works in a fresh mkdtemp folder (below); the plan names it generically
+        for step in plan(args, args.out or Path(tempfile.gettempdir()) / "lpft-gpu-check-<random>"):
             what = ("lpft " + " ".join(step["lpft"])) if "lpft" in step else step["kind"] + ", " + step["setting"]
             print(f"{step['name']}: {what}")
         return 0

@@ -85,3 +85,12 @@ def save_tiny_decoder(path: Path, arch: str = "llama", seed: int = 0) -> Path:
     AutoModel.from_config(tiny_decoder_config(arch)).save_pretrained(path)
     decoder_tokenizer().save_pretrained(path)
     return path
+
+
+def activate_lora_b(clf, std: float = 0.3, seed: int = 0) -> None:
+    """LoRA starts with B = 0, which makes A's gradients vanish: draw B so that both factors enter a kernel test."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in clf.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * std)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tiny_models import tiny_decoder_config
+from tiny_models import activate_lora_b, tiny_decoder_config
 from lpft.methods.lora import apply_lora
 from lpft.model import Classifier
 from lpft.ntk import compute_kernels
@@ -65,10 +65,7 @@ def test_decoder_kernels_match_full_jacobian_reference(arch, pooling):
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_decoder_lora_kernel_matches_reference(arch):
     clf = apply_lora(tiny_decoder(arch, seed=6), r=4, alpha=8, seed=1)
-    with torch.no_grad():  # B = 0 at init makes A's gradients vanish; make both factors matter
-        for name, p in clf.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.3)
+    activate_lora_b(clf)  # B = 0 at init makes A's gradients vanish; make both factors matter
     rows = make_rows([5, 7, 3])
     engine = LogitGradients(clf, rows, dtype=torch.float64)
     assert engine.group_names and all("lora_" in g for g in engine.group_names)

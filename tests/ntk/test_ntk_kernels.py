@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tiny_models import ARCHS, tiny_config
+from tiny_models import ARCHS, activate_lora_b, tiny_config
 from lpft.methods.lora import apply_lora
 from lpft.model import Classifier
 from lpft.ntk import compute_kernels, compute_kernels_to_dir, load_kernels
@@ -129,10 +129,7 @@ def test_memory_budget_splits_groups_without_changing_the_kernel():
 def test_lora_kernel_is_over_the_adapter_factors_only(arch):
     clf = tiny_classifier(arch, seed=6)
     apply_lora(clf, r=4, alpha=8, seed=1)
-    with torch.no_grad():  # B = 0 at init makes A's gradients vanish; make both factors matter
-        for name, p in clf.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.3)
+    activate_lora_b(clf)  # B = 0 at init makes A's gradients vanish; make both factors matter
     rows = make_rows([5, 7, 3])
     engine = LogitGradients(clf, rows, dtype=torch.float64)
     assert engine.staged
