@@ -83,7 +83,7 @@ def prepare(cfg: RunConfig, data_dir: str | None = None) -> Prepared:
     splits, info = {}, {}
     for split in ("train", "validation", "test"):
         examples = task.load(split)
-        limit = cfg.train_subset if split == "train" else cfg.eval_subset
+        limit = cfg.split_limit(split)
         examples = examples[:limit] if limit else examples
         splits[split] = encode(tokenizer, examples, cfg.max_length)
         info[split] = {"size": len(examples), "fingerprint": fingerprint(examples)}
@@ -158,7 +158,7 @@ def _check_same_data(folder: Path, cfg: RunConfig, saved: dict, current: dict | 
         current = {}
         for split in saved["splits"]:
             examples = task.load(split)
-            limit = cfg.train_subset if split == "train" else cfg.eval_subset
+            limit = cfg.split_limit(split)
             current[split] = {"fingerprint": fingerprint(examples[:limit] if limit else examples)}
     else:
         current = current["splits"]

@@ -117,3 +117,17 @@ def test_claims_task_filter_and_bad_input(study_out, tmp_path, capsys):
     assert main(["claims", "--out", str(out), "--tasks", "files", "--no-lp-path", "--report",
                  str(tmp_path / "r")]) == 0
     assert not (tmp_path / "r" / "lp_norm_path.csv").exists() and (tmp_path / "r" / "claims.md").is_file()
+
+
+def test_claims_reads_several_folders_once_each(study_out, tmp_path):
+    out, cache, folders = study_out
+    pairs = [str(folders[(m, s)]) for m in ("ft", "lp-ft") for s in (0, 1)]
+    assert main(["claims", "--out", *pairs, "--no-lp-path", "--report", str(tmp_path / "pairs")]) == 0
+    stats = {r["statistic"]: r for r in read_csv(tmp_path / "pairs" / "claims.csv") if r["claim"] == "1"}
+    assert stats["LP-FT − FT test metric (points), ID"]["n"] == "2"
+    assert any("OOD" in name and r["n"] == "2" for name, r in stats.items())  # their evaluate folders, inside
+    assert len(read_csv(tmp_path / "pairs" / "runs.csv")) == 4
+    # a folder given twice, or inside another one given, counts once
+    assert main(["claims", "--out", str(out), *pairs, "--no-lp-path", "--report", str(tmp_path / "all")]) == 0
+    runs = read_csv(tmp_path / "all" / "runs.csv")
+    assert len({r["folder"] for r in runs}) == len(runs) == len(folders)

@@ -98,8 +98,11 @@ def test_compare_report_matches_the_run_folders(toy_runs, toy_files, tiny_bert_d
     assert all(r["reused"] == "True" for r in rows)  # the session's runs were reused, not retrained
     assert {r["folder"] for r in rows} == {str(r.path) for r in toy_runs.values()}
     for name in ("dynamics.png", "tsne.png", "reliability-lp-ft.png", "dynamics.csv", "tsne.csv", "lp_gd.csv",
-                 "reliability.csv", "features.csv", "calibration.csv", "head_norms.csv", "ood.csv", "study.json"):
+                 "reliability.csv", "features.csv", "calibration.csv", "head_norms.csv", "ood.csv", "ood_runs.csv",
+                 "study.json"):
         assert (report / name).stat().st_size > 0, name
+    ood_runs = read_csv(report / "ood_runs.csv")  # per run: what `lpft claims` reads for claim 1 OOD
+    assert {r["folder"] for r in ood_runs} == {str(r.path) for r in toy_runs.values()}
     dyn = read_csv(report / "dynamics.csv")
     assert {r["source"] for r in dyn} == {"gradient descent", "steps.json"}
     ft_steps = [r for r in dyn if r["method"] == "ft"]
@@ -113,6 +116,22 @@ def test_compare_report_matches_the_run_folders(toy_runs, toy_files, tiny_bert_d
         assert section in md
     assert "RoBERTa-base" not in md  # a user-file task: no paper numbers to show
     assert json.loads((report / "study.json").read_text())["seeds"] == [0]
+
+
+def test_study_report_tests_the_claims_on_its_own_folders(toy_runs, toy_files, tiny_bert_dir, toy_out, toy_cache,
+                                                         tmp_path):
+    base = toy_config(toy_files, tiny_bert_dir)
+    spec = StudySpec(tasks=(TaskSpec("files", base, ood=(str(toy_files / "shifted.csv"),)),), methods=METHODS,
+                     seeds=(0,), report=tmp_path / "study", gd_max_steps=200, tsne_samples=20, claims=True)
+    report = run_study(spec, Workspace(out=toy_out, cache_dir=toy_cache, device="cpu"), layout="study").report
+    md = (report / "report.md").read_text()
+    assert md.index("## The seven claims") < md.index("## files")  # the verdicts come right after Table 8
+    assert "[claims/claims.md](claims/claims.md)" in md
+    # only the study's own runs, though --out holds the other tests' runs too
+    assert {r["folder"] for r in read_csv(report / "claims" / "runs.csv")} == {str(r.path) for r in toy_runs.values()}
+    stats = read_csv(report / "claims" / "claims.csv")
+    ood = [s for s in stats if s["claim"] == "1" and "OOD" in s["statistic"]]
+    assert ood and all(s["n"] == "1" and s["verdict"] == "inconclusive" for s in ood)  # one seed: no interval
 
 
 def test_an_interrupted_report_leaves_the_previous_one(toy_runs, toy_files, tiny_bert_dir, toy_out, toy_cache,

@@ -153,3 +153,17 @@ def test_finished_run_with_changed_data_is_refused(toy_files, tiny_bert_dir, tmp
 def test_written_files_are_world_readable(toy_files, tiny_bert_dir, tmp_path):
     folder = run(config(toy_files, tiny_bert_dir, "lp"), tmp_path)
     assert (folder / "metrics.json").stat().st_mode & 0o044 == 0o044
+
+
+def test_validation_subset_cuts_validation_only(toy_files, tiny_bert_dir, tmp_path):
+    rec = RunRecord(run(config(toy_files, tiny_bert_dir, "ft", epochs=1, validation_subset=3, eval_subset=9),
+                        tmp_path))
+    assert {s: info["size"] for s, info in rec.data["splits"].items()} == {"train": 54, "validation": 3, "test": 9}
+    assert rec.logits("validation")[0].shape[0] == 3 and rec.logits("test")[0].shape[0] == 9
+    assert rec.config.split_limit("train") is None and rec.config.split_limit("test") == 9
+
+
+def test_new_options_at_their_defaults_keep_old_run_keys():
+    # the README quick start's folder (0.1 / 0.2): an option added later must not move finished runs
+    assert RunConfig().resolved().run_key() == "15eeded438"
+    assert RunConfig(validation_subset=5).resolved().run_key() != "15eeded438"

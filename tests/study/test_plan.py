@@ -67,7 +67,8 @@ def test_study_file_reads_per_task_overrides(two_tasks, tmp_path):
     alpha, beta = spec.tasks
     assert (alpha.name, alpha.config.task, alpha.config.epochs, beta.config.epochs) == ("alpha", "files", 2, 3)
     assert beta.ood == (str(tmp_path / "x.csv"),) and spec.seeds == (1, 2) and spec.methods == ("ft", "lp-ft")
-    assert spec.sweep.values == (1.0, 5.0) and spec.ntk.methods == ("ft",) and spec.ntk.n_train == 4
+    (ntk,) = spec.ntk
+    assert spec.sweep.values == (1.0, 5.0) and ntk.methods == ("ft",) and ntk.n_train == 4 and not spec.claims
     assert ws.out == Path("runs") and spec.report == Path("runs") / "study" / "s"  # no 'out' in the file: ./runs
     assert load_study(path, out=str(tmp_path / "o"))[1].out == tmp_path / "o"
 
@@ -123,3 +124,54 @@ def test_compare_tasks_bad_input_is_one_line(tmp_path, capsys, args, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "runs").exists()
+
+
+def test_ntk_tables_and_head_norms(two_tasks, tmp_path):
+    path = tmp_path / "s.toml"
+    ntk = ('\n[[ntk]]\nmethods = ["ft", "lp-ft"]\nn_train = 4\npredict = false\n'
+           '\n[[ntk]]\nmethods = ["lp-ft"]\nseeds = [2]\nn_train = 3\nhead_norms = [0.5, 5]\npredict_optimizer = "sgd"\n')
+    path.write_text(study_toml(two_tasks, "m", extra=ntk).replace("tsne_samples = 8", "tsne_samples = 8\nclaims = true"))
+    spec, _ = load_study(path)
+    table2, sgd = spec.ntk
+    assert spec.claims and (table2.predict, table2.head_norms) == (False, ()) and sgd.head_norms == (0.5, 5.0)
+    jobs = plan(spec).ntk["alpha"]
+    assert [(j.config.method, j.config.seed, j.config.head_norm) for j in jobs] == [
+        ("ft", 1, None), ("lp-ft", 1, None), ("lp-ft", 2, 0.5), ("lp-ft", 2, 5.0)]
+    assert jobs[2].settings.predict_optimizer == "sgd" and jobs[3].label.endswith("LP-FT seed 2 head norm 5")
+    bad = path.read_text().replace("head_norms = [0.5, 5]", "head_norms = [0.5, -1]")
+    path.write_text(bad)
+    with pytest.raises(ConfigError, match="ntk head_norms must be finite and > 0, got -1"):
+        plan(load_study(path)[0])
+    path.write_text(bad.replace("[[ntk]]", "[ntk]", 1))  # a table and an array of tables: TOML itself refuses
+    with pytest.raises(ConfigError, match=str(path)):
+        load_study(path)
+
+
+def test_job_identity_reads_the_data_from_the_workspace(shared_data, monkeypatch):
+    # an eNTK folder's name holds its sample sizes, so naming the job reads the task: from the study's data folder,
+    # not from the environment (a study file's data_dir, with LPFT_DATA_DIR unset, once fell through to the hub)
+    from lpft.study import NtkSpec, Workspace
+    from lpft.study.jobs import NtkJob
+    from lpft.study.run import job_key
+
+    monkeypatch.delenv("LPFT_DATA_DIR", raising=False)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    job = NtkJob(RunConfig(task="cb", method="ft", seed=1).resolved(), NtkSpec(n_train=250, n_test=250))
+    assert "/ft-seed1-n225x56-" in job_key(job, Workspace(out=Path("elsewhere"), data_dir=str(shared_data)))
+
+
+def test_workspace_paths_become_absolute_for_workers(tmp_path, monkeypatch):
+    from lpft.study import Workspace
+    from lpft.study.executors import _execute_in_worker
+
+    monkeypatch.chdir(tmp_path)
+    ws = Workspace(out=Path("runs"), data_dir="data", cache_dir="cache").absolute()
+    assert (ws.out, ws.data_dir, ws.cache_dir) == (tmp_path / "runs", str(tmp_path / "data"), str(tmp_path / "cache"))
+    assert Workspace(cache_dir="default").absolute().cache_dir == "default"
+
+    class WhereAmI:
+        def execute(self, ws):
+            return Path.cwd()
+
+    (tmp_path / "caller").mkdir()
+    assert _execute_in_worker(WhereAmI(), ws, 1, str(tmp_path / "caller")) == str(tmp_path / "caller")

@@ -68,7 +68,7 @@ def split_examples(record: RunRecord, split: str, data_dir: str | None = None) -
     """
     cfg = record.config
     examples = load_task(cfg, data_dir).load(split)
-    limit = cfg.train_subset if split == "train" else cfg.eval_subset
+    limit = cfg.split_limit(split)
     examples = examples[:limit] if limit else examples
     recorded = record.data["splits"][split]["fingerprint"]
     if fingerprint(examples) != recorded:

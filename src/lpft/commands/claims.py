@@ -14,8 +14,9 @@ from .train import cache_arg, format_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="runs", help="folder searched (recursively) for run folders, compare and "
-                                                      "norm-sweep reports, evaluate folders and eNTK folders")
+    parser.add_argument("--out", default=["runs"], nargs="+", metavar="FOLDER",
+                        help="folder(s) searched (recursively) for run folders, compare, study and norm-sweep "
+                             "reports, evaluate folders and eNTK folders")
     parser.add_argument("--tasks", default=None,
                         help="comma-separated tasks to test (default: every task found); a task without data is "
                              "listed with the commands that produce it")
@@ -37,10 +38,11 @@ def run(args: argparse.Namespace) -> int:
     from ..methods.lp import default_cache_dir
     from ..report.claims import compute, summary_rows, write_report
 
-    out = Path(args.out)
-    if not out.is_dir():
-        raise ConfigError(f"--out {args.out!r} is not a folder: expected the folder `lpft train` / `compare` / "
-                          "`norm-sweep` / `ntk` wrote into")
+    roots = [Path(p) for p in args.out]
+    for root in roots:
+        if not root.is_dir():
+            raise ConfigError(f"--out {str(root)!r} is not a folder: expected the folder `lpft train` / `compare` / "
+                              "`norm-sweep` / `ntk` / `study` wrote into")
     if args.gd_steps < 1:
         raise ConfigError(f"--gd-steps must be >= 1, got {args.gd_steps}")
     # a named task without data gets a "no data (run: ...)" row per claim, so a typo must not pass silently
@@ -48,10 +50,10 @@ def run(args: argparse.Namespace) -> int:
              for t in parse_list(args.tasks, "--tasks", what="a task")] if args.tasks else None
     cache = cache_arg(args.cache_dir)
     cache = default_cache_dir() if cache == "default" else (Path(cache) if cache else None)
-    result = compute(out, tasks, args.data_dir, cache, lp_path=args.lp_path, gd_steps=args.gd_steps)
+    result = compute(roots, tasks, args.data_dir, cache, lp_path=args.lp_path, gd_steps=args.gd_steps)
     if not result["tasks"]:
-        raise ConfigError(f"--out {args.out!r}: no finished run, norm sweep or eNTK folder found")
-    report = write_report(Path(args.report or out / "claims"), result, out)
+        raise ConfigError(f"--out {' '.join(args.out)}: no finished run, norm sweep or eNTK folder found")
+    report = write_report(Path(args.report or roots[0] / "claims"), result, ", ".join(args.out))
     print(format_table([["claim", "task", "verdict"]] + summary_rows(result)))
     print(f"report: {report / 'claims.md'}")
     return 0

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
                        memory_budget=args.memory_budget, embedding_fraction=args.embedding_fraction,
                        predict=args.predict, predict_optimizer=args.predict_optimizer,
                        predict_dropout=args.predict_dropout)
-    spec = StudySpec(tasks=(TaskSpec(cfg.task.lower(), cfg),), compare=False, ntk=settings, source="lpft ntk")
+    spec = StudySpec(tasks=(TaskSpec(cfg.task.lower(), cfg),), compare=False, ntk=(settings,), source="lpft ntk")
     ws = workspace_from_args(args)
     plan(spec, ws.data_dir)  # checked before an executor (or Ray) starts
     check_writable_folder(ws.out, "--out")

@@ -114,6 +114,10 @@ class RunConfig:
     """use only the first N training examples (quick runs)"""
     eval_subset: int | None = None
     """use only the first N validation and test examples (quick runs)"""
+    validation_subset: int | None = None
+    """use only the first N validation examples, the split that picks the best epoch (overrides --eval-subset
+    there; the test split stays whole): evaluating every epoch on a large validation split can cost as much as the
+    training itself"""
     eval_batch_size: int = 64
     """batch size for feature extraction and evaluation"""
     log_every: int = 10
@@ -162,7 +166,7 @@ class RunConfig:
             cfg.lr = lr if cfg.lr is None else cfg.lr
         _check_positive(cfg, "epochs", "batch_size", "lr", "max_length", "lora_r", "lora_alpha", "lp_cs",
                         "lp_folds", "lp_max_iter", "head_norm", "head_scale", "train_subset", "eval_subset",
-                        "eval_batch_size", "log_every")
+                        "validation_subset", "eval_batch_size", "log_every")
         if cfg.weight_decay < 0:
             raise ConfigError(f"--weight-decay must be >= 0, got {cfg.weight_decay}")
         if cfg.head_init not in HEAD_INITS:
@@ -218,12 +222,22 @@ class RunConfig:
             fields.pop("pooling")
         if fields["lora_targets"] is None:
             fields.pop("lora_targets")
+        if fields["validation_subset"] is None:  # added later: runs without it keep their keys
+            fields.pop("validation_subset")
         # head_init / max_grad_norm / data_order at what runs did before the options existed: those runs keep their
         # keys; the new defaults (normal head, clipping) are other computations and get other keys
         for name, legacy in LEGACY_PROTOCOL.items():
             if fields[name] == legacy:
                 fields.pop(name)
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
+
+    def split_limit(self, split: str) -> int | None:
+        """How many leading examples of ``split`` the run uses (None: all)."""
+        if split == "train":
+            return self.train_subset
+        if split == "validation" and self.validation_subset is not None:
+            return self.validation_subset
+        return self.eval_subset
 
     @property
     def uses_lp(self) -> bool:

@@ -4,8 +4,8 @@ What is read (nothing is trained; see ``docs/claims.md`` for the rules):
 
 - finished run folders (``metrics.json``): test metrics, head norms by stage, calibration (claims 1, 3, 6);
   runs made with ``--head-norm`` / ``--head-scale`` are norm-sweep points and only count for claim 5;
-- per-run feature statistics from compare reports (``runs.csv``) and ``lpft evaluate`` folders
-  (``RUN/evaluation/evaluation.csv``, which also holds OOD metrics) (claims 1 OOD, 2);
+- per-run feature statistics from compare reports (``runs.csv``), their OOD metrics (``ood_runs.csv``) and
+  ``lpft evaluate`` folders (``RUN/evaluation/evaluation.csv``, which also holds OOD metrics) (claims 1 OOD, 2);
 - norm-sweep reports (``sweep.csv`` + ``settings.json``) (claim 5, AdamW);
 - eNTK folders of ``lpft ntk`` (``stats.json``, ``F_train.npy``, ``P_train.npy``) (claims 4, 5 SGD, 7).
 
@@ -124,6 +124,10 @@ def feature_rows(out: Path) -> dict[str, dict]:
             if row.get("folder") and row.get("diff") not in (None, ""):
                 entry = found.setdefault(str(Path(row["folder"]).resolve()), {})
                 entry.update({"diff": _float(row["diff"]), "cs": _float(row.get("cs"))})
+    for path in sorted(out.rglob("ood_runs.csv")):  # compare / study reports with OOD sets
+        for row in _read_csv(path):
+            if row.get("folder") and row.get("role") == "OOD":
+                found.setdefault(str(Path(row["folder"]).resolve()), {}).setdefault("ood_rows", []).append(row)
     for path in sorted(out.rglob("evaluation/evaluation.csv")):
         entry = found.setdefault(str(path.parent.parent.resolve()), {})
         for row in _read_csv(path):
@@ -272,19 +276,29 @@ def _no_data(claim, task: str, name: str, command_key) -> dict:
             "seeds": "", "note": f"run: {COMMANDS[command_key].replace('TASK', task.split(' ')[0])}"}
 
 
-def compute(out: Path, tasks: list[str] | None = None, data_dir=None, cache_dir=None, lp_path: bool = True,
-            gd_steps: int = 2000) -> dict:
-    """Everything the report shows, as plain rows (see the module docstring)."""
-    records = find_runs(out)
+def compute(out: Path | list[Path], tasks: list[str] | None = None, data_dir=None, cache_dir=None,
+            lp_path: bool = True, gd_steps: int = 2000) -> dict:
+    """Everything the report shows, as plain rows (see the module docstring). ``out``: one folder or several (a
+    study passes its own run folders, eNTK folders and report folder, so nothing else under its --out mixes in)."""
+    roots = [Path(out)] if isinstance(out, (str, Path)) else [Path(p) for p in out]
+    records = list({str(r.path.resolve()): r for root in roots for r in find_runs(root)}.values())
     if tasks:
         records = [r for r in records if _config(r)["task"] in tasks]
     labeller = Labeller()
     for r in records:
         if _config(r).get("head_norm") is None and _config(r).get("head_scale") is None:
             labeller.add(_config(r))
-    runs = run_rows(records, labeller, feature_rows(out))
-    folders = [(f, s) for f, s in ntk_folders(out) if not tasks or s["task"] in tasks]
-    sweeps = [r for r in sweep_rows(out) if not tasks or r["task"] in tasks]
+    features: dict[str, dict] = {}
+    for root in roots:
+        for folder, entry in feature_rows(root).items():
+            merged = features.setdefault(folder, {})
+            merged.update({k: v for k, v in entry.items() if k != "ood_rows"})
+            merged.setdefault("ood_rows", []).extend(entry.get("ood_rows", []))
+    runs = run_rows(records, labeller, features)
+    found = {str(f.resolve()): (f, s) for root in roots for f, s in ntk_folders(root)}
+    folders = [(f, s) for f, s in found.values() if not tasks or s["task"] in tasks]
+    points = {(r["task"], r["method"], r["seed"], r["start_norm"]): r for root in roots for r in sweep_rows(root)}
+    sweeps = [r for r in points.values() if not tasks or r["task"] in tasks]
     sgd = sgd_rows(folders)
     ntk = ntk_rows(folders)
     pairs = kernel_pairs(folders)
@@ -335,7 +349,8 @@ def _ci(s: dict) -> str:
     return f"[{fmt_number(s['ci_low'])}, {fmt_number(s['ci_high'])}]"
 
 
-def write_report(final: str | Path, result: dict, out: Path) -> Path:
+def write_report(final: str | Path, result: dict, out: Path | str) -> Path:
+    """``out``: where the data was read from, as the report states it."""
     stats = result["stats"]
     verdicts = claim_verdicts(stats)
     with report_folder(final) as folder:

@@ -8,6 +8,7 @@ every seed). The report folder holds::
                        RoBERTa-base numbers beside ours where the task matches, and the figures
     runs.csv           one row per run: every number the tables aggregate, with its run folder
     metrics.csv, features.csv, head_norms.csv, calibration.csv, ood.csv     the tables, as mean / std / n
+    ood_runs.csv       one row per run and OOD set (with the run folder)
     dynamics.csv/.png  head norms, logit norm and loss against step (paper Figure 1), incl. LP by gradient descent
     lp_gd.csv          the gradient-descent LP against scikit-learn's probe, per seed
     tsne.csv/.png      t-SNE of features and head rows: pre-trained, and after each fine-tuning method (Figs. 5-6)
@@ -107,7 +108,7 @@ def analyse_task(task: str, slots: list[RunSlot], settings: CompareSettings) -> 
     for record in (tqdm(records, desc="OOD evaluation", unit="run") if settings.ood else ()):
         for r in evaluate_ood(record, list(settings.ood), settings.data_dir, settings.cache, device=settings.device):
             for slot in (s for s in slots if s.record.path == record.path):
-                ood_rows.append({"method": slot.method, "seed": slot.seed, **r})
+                ood_rows.append({"method": slot.method, "seed": slot.seed, "folder": str(record.path), **r})
     return TaskAnalysis(task, slots, records, rows, gd, ood_rows)
 
 
@@ -171,11 +172,13 @@ def _write_report(folder: Path, analysis: TaskAnalysis, settings: CompareSetting
     metric_names = records[0].data["metrics"]
     primary = metric_names[0]
     write_csv(folder / "runs.csv", rows)
+    splits = records[0].data.get("splits", {})
+    sizes = ", ".join(f"{split} {info['size']}" + (" (subset)" if cfg.split_limit(split) else "")
+                      for split, info in splits.items()) or "examples: not recorded"
     lp_note = " LP does not depend on the seed: one LP run serves every seed." if "lp" in methods else ""
     md = [f"# {title}: {task}", "",
           f"Model `{cfg.model}`; methods {', '.join(LABEL[m] for m in methods)}; seeds {', '.join(map(str, seeds))}; "
-          f"{cfg.epochs or '–'} epoch(s); max length {cfg.max_length}; train subset {cfg.train_subset or 'all'}, "
-          f"eval subset {cfg.eval_subset or 'all'}. Mean ± sample std over seeds. "
+          f"{cfg.epochs or '–'} epoch(s); max length {cfg.max_length}; {sizes}. Mean ± sample std over seeds. "
           f"{sum(r['reused'] for r in rows)} of {len(rows)} runs reused.{lp_note} Definitions: `docs/analysis.md`.", ""]
 
     # --- paper Table 8: test metrics
@@ -357,6 +360,7 @@ def _ood(folder: Path, ood_rows: list[dict], methods: list[str], primary: str) -
                 entry.update({f"{key}_mean": mean, f"{key}_std": std, f"{key}_n": n})
             summary.append(entry)
     write_csv(folder / "ood.csv", summary)
+    write_csv(folder / "ood_runs.csv", ood_rows)  # per run and set: what `lpft claims` tests claim 1 OOD on
     header = ["set", "role"] + [f"{LABEL[m]} {primary} (%)" for m in methods] + [f"{LABEL[m]} Diff(F)"
                                                                               for m in methods]
     table = []

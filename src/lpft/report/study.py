@@ -7,13 +7,15 @@ Layout of the report folder (replaced whole when finished)::
     table8.csv           the cross-task table: task, metric, method, mean, std, n
     <task>/              that task's full compare report (report.md, CSV files, figures; see report/compare.py)
     <task>/norm-sweep/   its norm sweep, when the study has one (report/norm_sweep.py)
-    ntk.csv              one row per eNTK: task, method, seed, ranks, Frobenius norms, FT ratio, folder
+    ntk.csv              one row per eNTK: task, method, seed, head norm, ranks, Frobenius norms, FT ratio, folder
+    claims/              the seven claims tested on this study's runs (report/claims.py), when the study asks
     study.json           the study's settings, run folders and timings
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from ..io import read_json, write_json
 from . import paper
@@ -35,8 +37,11 @@ def table8_rows(analyses: list[TaskAnalysis]) -> list[dict]:
 
 
 def write_study_report(final: str | Path, analyses: list[TaskAnalysis], settings: CompareSettings, info: dict,
-                       sweeps: dict[str, dict] | None = None, ntk: dict[str, list[Path]] | None = None) -> Path:
-    """``sweeps``: task -> {"rows", "summary", "mode", "split", "settings"}; ``ntk``: task -> eNTK folders."""
+                       sweeps: dict[str, dict] | None = None, ntk: dict[str, list[Path]] | None = None,
+                       claims: Callable[[Path], dict] | None = None) -> Path:
+    """``sweeps``: task -> {"rows", "summary", "mode", "split", "settings"}; ``ntk``: task -> eNTK folders;
+    ``claims``: report folder being written -> :func:`lpft.report.claims.compute`'s result (it reads the per-task
+    feature statistics written here first), rendered into ``claims/`` and summarised after the cross-task table."""
     sweeps, ntk = sweeps or {}, ntk or {}
     with report_folder(final) as folder:
         md = [f"# lpft study: {info.get('source', '')}", ""]
@@ -65,6 +70,7 @@ def write_study_report(final: str | Path, analyses: list[TaskAnalysis], settings
                     ["task"] + [LABEL[m] for m in methods],
                     [[name] + [f"{paper.TABLE8[registered[name]][m]:.2f}" for m in methods] for name in in_paper]),
                        ""]
+        claims_at = len(md)
         for a in analyses:
             (folder / a.task).mkdir()
             _write_report(folder / a.task, a, settings, title="lpft study")
@@ -92,17 +98,49 @@ def write_study_report(final: str | Path, analyses: list[TaskAnalysis], settings
             for path in ntk.get(task, []):
                 stats = read_json(path / "stats.json")
                 k = stats["kernels"]
+                change = (stats.get("predict") or {}).get("features_test") or {}
                 ntk_rows.append({"task": task, "method": stats["method"], "seed": stats["seed"],
+                                 "start_head_norm": stats.get("start_head_norm"), "rescaled": stats.get("head_norm"),
                                  **{f"rank_{n}": k[n]["rank"] for n in k}, **{f"fn_{n}": k[n]["frobenius"] for n in k},
-                                 "ft_ratio": stats["ft_ratio"], "folder": str(path)})
+                                 "ft_ratio": stats["ft_ratio"], "feature_change": change.get("actual_norm"),
+                                 "optimizer": (stats.get("predict") or {}).get("optimizer"), "folder": str(path)})
             if task in ntk:
-                mine = [r for r in ntk_rows if r["task"] == task]
-                md += ["eNTK at the start of fine-tuning (paper Table 2):", "", markdown_table(
-                    ["method", "seed", "rank P / F / P+F", "FN P+F", "FT ratio", "folder"],
-                    [[LABEL[r["method"]], str(r["seed"]), f"{r['rank_P']} / {r['rank_F']} / {r['rank_P+F']}",
-                      fmt_number(r["fn_P+F"]), f"{r['ft_ratio']:.4f}", f"`{r['folder']}`"] for r in mine]), ""]
+                md += _ntk_section([r for r in ntk_rows if r["task"] == task])
         if ntk_rows:
             write_csv(folder / "ntk.csv", ntk_rows)
+        if claims is not None:
+            md[claims_at:claims_at] = _claims_section(folder, claims(folder))
         (folder / "report.md").write_text("\n".join(md))
         write_json(folder / "study.json", info)
     return Path(final)
+
+
+def _ntk_section(rows: list[dict]) -> list[str]:
+    def norm(r):
+        if r["start_head_norm"] is None:
+            return DASH
+        return f"{r['start_head_norm']:.3g}" + (" (rescaled)" if r["rescaled"] is not None else "")
+
+    def change(r):
+        return DASH if r["feature_change"] is None else f"{fmt_number(r['feature_change'])} ({r['optimizer']})"
+
+    table = [[LABEL[r["method"]], str(r["seed"]), norm(r), f"{r['rank_P']} / {r['rank_F']} / {r['rank_P+F']}",
+              fmt_number(r["fn_P+F"]), f"{r['ft_ratio']:.4f}", change(r), f"`{r['folder']}`"] for r in rows]
+    return ["eNTK at the start of fine-tuning (paper Table 2). A rescaled head norm is a claim-5 start; the feature "
+            "change is ‖Φ − Φ0‖_F on the test samples after one real epoch of the named optimiser, where measured.",
+            "", markdown_table(["method", "seed", "head norm", "rank P / F / P+F", "FN P+F", "FT ratio",
+                                "feature change", "folder"], table), ""]
+
+
+def _claims_section(folder: Path, result: dict) -> list[str]:
+    from .claims import CLAIMS, claim_verdicts, write_report
+    from ..analysis.claims import NO_DATA
+
+    write_report(folder / "claims", result, "this study's run, eNTK and report folders")
+    verdicts = claim_verdicts(result["stats"])
+    return ["## The seven claims", "",
+            "Verdicts by the rules fixed in `docs/claims.md` (95 % t interval over seeds of per-seed paired "
+            "differences); statistics, intervals and the paper's numbers in [claims/claims.md](claims/claims.md).",
+            "", markdown_table(["claim"] + result["tasks"],
+                               [[f"{c}. {text}"] + [verdicts.get((c, t), NO_DATA) for t in result["tasks"]]
+                                for c, text in CLAIMS.items()]), ""]

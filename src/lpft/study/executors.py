@@ -75,9 +75,15 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
-def _execute_in_worker(job, ws: Workspace, threads: int) -> str:
-    """Runs inside a Ray worker process."""
+def _execute_in_worker(job, ws: Workspace, threads: int, cwd: str | None = None) -> str:
+    """Runs inside a Ray worker process, in the caller's directory where this machine has it: files a run config
+    names relatively (--train-file, OOD files) are part of its run key, so they are resolved there, not rewritten."""
+    import os
+
     import torch
+
+    if cwd and os.path.isdir(cwd):
+        os.chdir(cwd)
 
     from ..cli import _quiet_libraries
 
@@ -124,9 +130,10 @@ class RayExecutor:
             num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.max_retries, retry_exceptions=False,
             runtime_env={"env_vars": _worker_env()})
         threads = max(1, int(self.cpus))
+        ws = ws.absolute()  # Ray workers start in their own directory: relative paths would miss the files
         reused = [job.done(ws) for job in jobs]
         started = time.perf_counter()
-        pending = {task.remote(job, ws, threads): i for i, job in enumerate(jobs)}
+        pending = {task.remote(job, ws, threads, os.getcwd()): i for i, job in enumerate(jobs)}
         folders: list[Path | None] = [None] * len(jobs)
         failures: list[tuple[int, BaseException]] = []
         capacity = max(1, int(ray.cluster_resources().get("CPU", 1) // self.cpus))

@@ -64,6 +64,12 @@ class KernelProgress:
             self.bar.close()
 
 
+def head_label(c: RunConfig) -> str:
+    """" head norm 2" / " head x0.5" for a rescaled start (norm sweep), else ""."""
+    value = c.head_norm if c.head_norm is not None else c.head_scale
+    return f" head {'norm ' if c.head_norm is not None else 'x'}{value:g}" if value is not None else ""
+
+
 @dataclass(frozen=True)
 class TrainJob:
     config: RunConfig  # resolved
@@ -71,10 +77,8 @@ class TrainJob:
     @property
     def label(self) -> str:
         c = self.config
-        value = c.head_norm if c.head_norm is not None else c.head_scale
-        norm = f" head {'norm ' if c.head_norm is not None else 'x'}{value:g}" if value is not None else ""
         seed = "" if c.method == "lp" else f" seed {c.seed}"
-        return f"{task_label(c)} {LABEL[c.method]}{seed}{norm}"
+        return f"{task_label(c)} {LABEL[c.method]}{seed}{head_label(c)}"
 
     def folder(self, ws: Workspace) -> Path:
         from ..runs import run_folder
@@ -106,7 +110,8 @@ class NtkJob:
 
     @property
     def label(self) -> str:
-        return f"{task_label(self.config)} eNTK {LABEL[self.config.method]} seed {self.config.seed}"
+        c = self.config
+        return f"{task_label(c)} eNTK {LABEL[c.method]} seed {c.seed}{head_label(c)}"
 
     def folder(self, ws: Workspace) -> Path:
         from ..ntk.gradients import DEFAULT_MEMORY_BUDGET

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,8 +141,7 @@ def plan(spec: StudySpec, data_dir: str | None = None) -> Plan:
         for name in _subset(s.tasks, names, "norm_sweep"):
             result.sweep[name] = sweep_configs(spec.task(name).config, [m.lower() for m in s.methods], s.values,
                                                s.seeds or spec.seeds, s.mode)
-    if spec.ntk is not None:
-        n = spec.ntk
+    for n in spec.ntk:
         for key, least in (("n_train", 2), ("n_test", 1)):  # kernel regression cross-validates over >= 2 samples
             if getattr(n, key) < least:
                 raise ConfigError(f"--{key.replace('_', '-')} must be >= {least}, got {getattr(n, key)}")
@@ -157,9 +157,15 @@ def plan(spec: StudySpec, data_dir: str | None = None) -> Plan:
         if n.predict_optimizer not in NTK_OPTIMIZERS:
             raise ConfigError(f"--predict-optimizer {n.predict_optimizer!r} is unknown: expected one of "
                               f"{', '.join(NTK_OPTIMIZERS)}")
+        bad = [v for v in n.head_norms if not (math.isfinite(v) and v > 0)]
+        if bad:
+            raise ConfigError(f"ntk head_norms must be finite and > 0, got {bad[0]}")
         for name in _subset(n.tasks, names, "ntk"):
             configs = ntk_configs(spec.task(name).config, [m.lower() for m in n.methods], n.seeds or spec.seeds[:1])
-            result.ntk[name] = [NtkJob(c, n) for c in configs]
+            if n.head_norms:  # claim 5: the same starts with the head rescaled, as `lpft ntk --head-norm`
+                configs = [dataclasses.replace(c, head_norm=v) for c in configs for v in n.head_norms]
+            jobs = result.ntk.setdefault(name, [])
+            jobs += [j for j in (NtkJob(c, n) for c in configs) if j not in jobs]
     return result
 
 

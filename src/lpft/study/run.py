@@ -25,8 +25,9 @@ class StudyResult:
     ntk: dict[str, list[Path]] = field(default_factory=dict)  # task -> eNTK folders
 
 
-def job_key(job) -> str:
-    return f"{type(job).__name__}:{job.folder(Workspace(out=Path('.')))}"
+def job_key(job, ws: Workspace) -> str:
+    """A job's identity, independent of where the runs go (an eNTK folder's name needs the data: its sample sizes)."""
+    return f"{type(job).__name__}:{job.folder(dataclasses.replace(ws, out=Path('.')))}"
 
 
 def execute(p: Plan, ws: Workspace, executor: Executor) -> tuple[dict[str, Path], dict[str, bool]]:
@@ -36,9 +37,9 @@ def execute(p: Plan, ws: Workspace, executor: Executor) -> tuple[dict[str, Path]
     total, start = sum(len(w) for w in waves), 0
     for wave in waves:
         for job in wave:
-            reused[job_key(job)] = job.done(ws)
+            reused[job_key(job, ws)] = job.done(ws)
         for job, folder in zip(wave, executor.run(wave, ws, start, total)):
-            folders[job_key(job)] = Path(folder)
+            folders[job_key(job, ws)] = Path(folder)
         start += len(wave)
     return folders, reused
 
@@ -64,10 +65,11 @@ def run_study(spec: StudySpec, ws: Workspace, executor: Executor | None = None, 
     result.seconds["training"] = time.perf_counter() - started
 
     cache = resolve_cache(ws.cache_dir)
-    slots = {task: [RunSlot(s.method, s.seed, RunRecord(folders[job_key(TrainJob(s.config))]),
-                            reused[job_key(TrainJob(s.config))]) for s in grid] for task, grid in p.compare.items()}
+    slots = {task: [RunSlot(s.method, s.seed, RunRecord(folders[job_key(TrainJob(s.config), ws)]),
+                            reused[job_key(TrainJob(s.config), ws)]) for s in grid]
+             for task, grid in p.compare.items()}
     for task, configs in p.sweep.items():
-        records = [RunRecord(folders[job_key(TrainJob(c))]) for c in configs]
+        records = [RunRecord(folders[job_key(TrainJob(c), ws)]) for c in configs]
         rows = sweep_rows(records, ws.data_dir, cache, ws.device, spec.sweep.split)
         s = spec.sweep
         result.sweeps[task] = {
@@ -76,7 +78,7 @@ def run_study(spec: StudySpec, ws: Workspace, executor: Executor | None = None, 
                          "seeds": list(s.seeds or spec.seeds), "split": s.split,
                          "config": {k: v for k, v in dataclasses.asdict(configs[0]).items()
                                     if k not in ("method", "seed", "head_norm", "head_scale")}}}
-    result.ntk = {task: [folders[job_key(j)] for j in jobs] for task, jobs in p.ntk.items()}
+    result.ntk = {task: [folders[job_key(j, ws)] for j in jobs] for task, jobs in p.ntk.items()}
 
     def settings(task: str) -> CompareSettings:
         return CompareSettings(split=spec.split, ood=spec.task(task).ood, tsne_samples=spec.tsne_samples,
@@ -99,5 +101,11 @@ def run_study(spec: StudySpec, ws: Workspace, executor: Executor | None = None, 
                 "norm_sweep": {t: sw["settings"] for t, sw in result.sweeps.items()},
                 "ntk": {t: [str(f) for f in fs] for t, fs in result.ntk.items()}, "seconds": result.seconds}
         shared = settings(spec.tasks[0].name)
-        result.report = write_study_report(spec.report, analyses, shared, info, result.sweeps, result.ntk)
+        claims = None
+        if spec.claims:
+            from ..report.claims import compute
+
+            def claims(report_folder: Path) -> dict:  # only this study's folders, whatever else --out holds
+                return compute(list(folders.values()) + [report_folder], data_dir=ws.data_dir, cache_dir=cache)
+        result.report = write_study_report(spec.report, analyses, shared, info, result.sweeps, result.ntk, claims)
     return result

@@ -20,7 +20,7 @@ file (``lpft study STUDY.toml``, see ``docs/study.md``)::
     methods = ["ft", "lp-ft"]
     norms = [0.1, 1, 10, 100]
 
-    [ntk]                 # optional: paper Table 2 on some tasks
+    [ntk]                 # optional: paper Table 2 on some tasks ([[ntk]] tables for several settings)
     tasks = ["cb"]
     methods = ["ft", "lp-ft"]
     n_train = 250
@@ -82,6 +82,7 @@ class NtkSpec:
     predict: bool = True
     predict_optimizer: str = "adamw"
     predict_dropout: bool = True
+    head_norms: tuple[float, ...] = ()  # non-empty: an eNTK per start-of-FT head rescaled to each norm (claim 5)
 
 
 @dataclass
@@ -94,6 +95,14 @@ class Workspace:
     cache_dir: str | None = "default"  # "default": $LPFT_CACHE_DIR or ~/.cache/lpft; None: no cache
     device: str | None = None
 
+    def absolute(self) -> "Workspace":
+        """The same workspace with absolute paths: a worker process (Ray) need not share the caller's directory."""
+        def resolve(value):
+            return str(Path(value).resolve()) if value is not None else None
+
+        cache = self.cache_dir if self.cache_dir in (None, "default") else resolve(self.cache_dir)
+        return Workspace(Path(self.out).resolve(), resolve(self.data_dir), cache, self.device)
+
 
 @dataclass
 class StudySpec:
@@ -102,11 +111,12 @@ class StudySpec:
     seeds: tuple[int, ...] = (0,)
     compare: bool = True  # train the methods × seeds grid and write the compare report
     sweep: SweepSpec | None = None
-    ntk: NtkSpec | None = None
+    ntk: tuple[NtkSpec, ...] = ()  # each: a set of eNTKs with its own settings ([ntk], or several [[ntk]])
     split: str = "test"  # feature statistics and t-SNE
     tsne_samples: int = 500
     gd_max_steps: int = 100_000
     report: Path | None = None
+    claims: bool = False  # test the seven claims on the study's folders (report/claims.py) into <report>/claims
     source: str = "command line"  # the study file, for error messages and the report
 
     def task(self, name: str) -> TaskSpec:
@@ -116,7 +126,7 @@ class StudySpec:
 # ------------------------------------------------------------------------------------------------ the TOML file
 
 _TOP = {"version", "tasks", "methods", "seeds", "out", "data_dir", "cache_dir", "report", "split", "tsne_samples",
-        "gd_max_steps", "compare", "run", "task", "norm_sweep", "ntk"}
+        "claims", "gd_max_steps", "compare", "run", "task", "norm_sweep", "ntk"}
 _SWEEP = {"tasks", "methods", "norms", "multipliers", "seeds", "split"}
 _NTK = {f.name for f in dataclasses.fields(NtkSpec)}
 _RUN_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig) if f.name not in STUDY_SKIPS}
@@ -236,17 +246,22 @@ def load_study(path: str | Path, **location) -> tuple[StudySpec, Workspace]:
                           values=r.list("norms", float, PAPER_NORMS),
                           mode="scale" if r.get("multipliers", bool, False) else "norm",
                           seeds=r.list("seeds", int), split=r.get("split", str, "test"))
-    ntk = None
-    if "ntk" in raw:
-        r = _Reader(path, raw["ntk"], "ntk", _NTK)
+    ntk = []
+    tables = raw.get("ntk", [])
+    tables = [tables] if isinstance(tables, dict) else tables
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ConfigError(f"{path}: 'ntk' must be a table [ntk] or a list of tables [[ntk]]")
+    for i, table in enumerate(tables):
+        r = _Reader(path, table, "ntk" if len(tables) == 1 else f"ntk[{i}]", _NTK)
         defaults = NtkSpec()
-        ntk = NtkSpec(tasks=r.list("tasks", str), methods=r.list("methods", str, defaults.methods),
+        ntk.append(NtkSpec(tasks=r.list("tasks", str), methods=r.list("methods", str, defaults.methods),
                       seeds=r.list("seeds", int), n_train=r.get("n_train", int, defaults.n_train),
                       n_test=r.get("n_test", int, defaults.n_test), sample=r.get("sample", str, defaults.sample),
                       kernel_scaling=r.get("kernel_scaling", str, defaults.kernel_scaling), memory_budget=r.get("memory_budget", int),
                       embedding_fraction=r.get("embedding_fraction", float),
                       predict=r.get("predict", bool, True), predict_optimizer=r.get("predict_optimizer", str, "adamw"),
-                      predict_dropout=r.get("predict_dropout", bool, True))
+                      predict_dropout=r.get("predict_dropout", bool, True),
+                      head_norms=r.list("head_norms", float, ())))
     # out: the file's value (relative to the file), else ./runs like every other command
     ws = Workspace(out=Path(location.get("out") or (rel(top.get("out", str)) if "out" in raw else "runs")),
                    data_dir=location.get("data_dir") or rel(top.get("data_dir", str)),
@@ -257,7 +272,8 @@ def load_study(path: str | Path, **location) -> tuple[StudySpec, Workspace]:
         ws.cache_dir = None
     report = location.get("report") or rel(top.get("report", str))
     spec = StudySpec(tasks=tuple(tasks), methods=top.list("methods", str, METHODS),
-                     seeds=top.list("seeds", int, (0,)), compare=top.get("compare", bool, True), sweep=sweep, ntk=ntk,
+                     seeds=top.list("seeds", int, (0,)), compare=top.get("compare", bool, True), sweep=sweep,
+                     ntk=tuple(ntk), claims=top.get("claims", bool, False),
                      split=top.get("split", str, "test"), tsne_samples=top.get("tsne_samples", int, 500),
                      gd_max_steps=top.get("gd_max_steps", int, 100_000),
                      report=Path(report) if report else ws.out / "study" / path.stem, source=str(path))
