@@ -67,6 +67,7 @@ def test_study_file_reads_per_task_overrides(two_tasks, tmp_path):
     alpha, beta = spec.tasks
     assert (alpha.name, alpha.config.task, alpha.config.epochs, beta.config.epochs) == ("alpha", "files", 2, 3)
     assert beta.ood == (str(tmp_path / "x.csv"),) and spec.seeds == (1, 2) and spec.methods == ("ft", "lp-ft")
+    assert (alpha.methods, beta.methods) == (None, None)
     (ntk,) = spec.ntk
     assert spec.sweep.values == (1.0, 5.0) and ntk.methods == ("ft",) and ntk.n_train == 4 and not spec.claims
     assert ws.out == Path("runs") and spec.report == Path("runs") / "study" / "s"  # no 'out' in the file: ./runs
@@ -175,3 +176,16 @@ def test_workspace_paths_become_absolute_for_workers(tmp_path, monkeypatch):
 
     (tmp_path / "caller").mkdir()
     assert _execute_in_worker(WhereAmI(), ws, 1, str(tmp_path / "caller")) == str(tmp_path / "caller")
+
+
+def test_a_task_can_name_its_own_methods(two_tasks, tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(study_toml(two_tasks, "m", methods=("lp", "ft", "lp-ft"))
+                    .replace("[task.beta]", '[task.beta]\nmethods = ["ft", "lora"]'))
+    spec, _ = load_study(path)
+    p = plan(spec)
+    assert {s.method for s in p.compare["alpha"]} == {"lp", "ft", "lp-ft"}
+    assert [(s.method, s.seed) for s in p.compare["beta"]] == [("ft", 1), ("lora", 1), ("ft", 2), ("lora", 2)]
+    path.write_text(path.read_text().replace('methods = ["ft", "lora"]', 'methods = ["ft", "sgd"]'))
+    with pytest.raises(ConfigError, match="'sgd' is not a method"):
+        plan(load_study(path)[0])

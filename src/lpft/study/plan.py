@@ -128,8 +128,9 @@ def plan(spec: StudySpec, data_dir: str | None = None) -> Plan:
     for task in spec.tasks:
         check_data(task.config, data_dir)
         if spec.compare:
-            configs = study_configs(task.config, spec.methods, spec.seeds)
-            grid = itertools.product(dict.fromkeys(spec.seeds), dict.fromkeys(m.strip().lower() for m in spec.methods))
+            methods = task.methods or spec.methods
+            configs = study_configs(task.config, methods, spec.seeds)
+            grid = itertools.product(dict.fromkeys(spec.seeds), dict.fromkeys(m.strip().lower() for m in methods))
             result.compare[task.name] = [Slot(m, s, c) for (s, m), c in zip(grid, configs)]
             check_ood_sets(task.ood, configs[0], data_dir)
         else:

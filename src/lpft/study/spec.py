@@ -11,7 +11,7 @@ file (``lpft study STUDY.toml``, see ``docs/study.md``)::
     [run]                 # run options for every task (any `lpft train` option but method and seed)
     epochs = 10
 
-    [task.cb]             # per-task run options, and the task's OOD sets
+    [task.cb]             # per-task run options, the task's OOD sets and methods (default: the study's)
     epochs = 20
     ood = ["cb-shifted.csv"]
 
@@ -52,6 +52,7 @@ class TaskSpec:
     name: str
     config: RunConfig
     ood: tuple[str, ...] = ()
+    methods: tuple[str, ...] | None = None  # None: the study's methods
 
 
 @dataclass
@@ -229,15 +230,15 @@ def load_study(path: str | Path, **location) -> tuple[StudySpec, Workspace]:
     tasks = []
     for name in names:
         table = task_tables.get(name, {})
-        reader = _Reader(path, table, f"task.{name}", set(_RUN_FIELDS) | {"task", "ood"})
-        options = {**shared, **_run_options(reader, [k for k in table if k != "ood"])}
+        reader = _Reader(path, table, f"task.{name}", set(_RUN_FIELDS) | {"task", "ood", "methods"})
+        options = {**shared, **_run_options(reader, [k for k in table if k not in ("ood", "methods")])}
         options.setdefault("task", name)
         for key in ("train_file", "validation_file", "test_file"):
             if options.get(key):
                 options[key] = rel(options[key])
         ood = tuple(s if not s.lower().endswith((".csv", ".tsv", ".jsonl", ".json")) else rel(s)
                     for s in (reader.list("ood", str) or ()))
-        tasks.append(TaskSpec(name, RunConfig(**options), ood))
+        tasks.append(TaskSpec(name, RunConfig(**options), ood, reader.list("methods", str)))
 
     sweep = None
     if "norm_sweep" in raw:
