@@ -230,3 +230,20 @@ def test_lp_norm_path_grows_with_C_and_matches_the_probe():
     assert res["chosen_norm"] == pytest.approx(np.linalg.norm(w)) == pytest.approx(chosen["norm"], rel=1e-2)
     assert res["gd"]["steps"] <= 300 and res["gd"]["norm"] > norms[0]
     assert 0.5 < res["pretrained_cs"] < 1
+
+
+def test_the_seed_free_lp_run_is_labelled_with_the_setting_it_serves():
+    import dataclasses
+
+    from lpft.methods.config import RunConfig
+    from lpft.report.claims import Labeller
+
+    ft = dataclasses.asdict(RunConfig(task="cb", method="ft", seed=1, epochs=10).resolved())
+    lp = dataclasses.asdict(RunConfig(task="cb", method="lp", epochs=10).resolved())  # epochs reset to None
+    labeller = Labeller()
+    for cfg in (lp, ft):
+        labeller.add(cfg)
+    assert labeller.label(lp) == labeller.label(ft) == "cb"
+    other = dataclasses.asdict(RunConfig(task="cb", method="ft", seed=1, epochs=3).resolved())
+    labeller.add(other)
+    assert labeller.label(ft) == "cb (epochs=10)" and labeller.label(other) == "cb (epochs=3)"

@@ -28,6 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..analysis import claims as C
+from ..methods.config import FT_ONLY_FIELDS
 from ..runs import RunRecord
 from . import paper
 from .output import report_folder
@@ -71,15 +72,21 @@ class Labeller:
         self.settings: dict[str, list[dict]] = {}
 
     def add(self, config: dict) -> None:
+        if config["method"] == "lp":  # seed- and schedule-free: it serves the settings it matches (label)
+            return
         group = self.settings.setdefault(config["task"], [])
         if _setting(config) not in group:
             group.append(_setting(config))
 
     def label(self, config: dict) -> str:
         task, group = config["task"], self.settings.get(config["task"], [])
+        mine = _setting(config)
+        if config["method"] == "lp":
+            # its fine-tuning-only fields were reset (RunConfig.resolved): label it as the one setting it serves
+            served = [g for g in group if all(g.get(k) == v for k, v in mine.items() if k not in FT_ONLY_FIELDS)]
+            mine = served[0] if len(served) == 1 else mine
         if len(group) <= 1:
             return task
-        mine = _setting(config)
         differ = [k for k in mine if any(g.get(k) != mine[k] for g in group)]
         return f"{task} ({', '.join(f'{k}={mine[k]}' for k in differ)})"
 
