@@ -350,6 +350,14 @@ def claim_verdicts(stats: list[dict]) -> dict[tuple[int, str], str]:
     return {k: C.combine(v) for k, v in out.items()}
 
 
+def verdict_table(result: dict) -> str:
+    """Markdown: one row per claim, one column per task, the combined verdict in each cell."""
+    verdicts = claim_verdicts(result["stats"])
+    return markdown_table(["claim"] + result["tasks"],
+                          [[f"{c}. {text}"] + [verdicts.get((c, t), C.NO_DATA) for t in result["tasks"]]
+                           for c, text in CLAIMS.items()])
+
+
 def _ci(s: dict) -> str:
     if s["ci_low"] is None:
         return DASH if s["mean"] is None else "no interval (n = 1)"
@@ -359,7 +367,6 @@ def _ci(s: dict) -> str:
 def write_report(final: str | Path, result: dict, out: Path | str) -> Path:
     """``out``: where the data was read from, as the report states it."""
     stats = result["stats"]
-    verdicts = claim_verdicts(stats)
     with report_folder(final) as folder:
         write_csv(folder / "claims.csv", stats)
         if result["runs"]:
@@ -370,10 +377,7 @@ def write_report(final: str | Path, result: dict, out: Path | str) -> Path:
               f"{len(result['ntk']) + len(result['sgd'])} eNTK folders. Each statistic: mean over seeds of the "
               "per-seed paired difference with its 95 % Student-t interval; verdict rules fixed in advance in "
               "`docs/claims.md`. The paper's numbers (RoBERTa-base, 15 seeds) are context, not part of the rule.", "",
-              "## Verdicts", "",
-              markdown_table(["claim"] + result["tasks"],
-                             [[f"{c}. {CLAIMS[c]}"] + [verdicts.get((c, t), C.NO_DATA) for t in result["tasks"]]
-                              for c in CLAIMS]), ""]
+              "## Verdicts", "", verdict_table(result), ""]
         for c, text in CLAIMS.items():
             rows = [s for s in stats if s["claim"] == c]
             md += [f"## Claim {c}: {text}", "", markdown_table(

@@ -133,14 +133,10 @@ def _ntk_section(rows: list[dict]) -> list[str]:
 
 
 def _claims_section(folder: Path, result: dict) -> list[str]:
-    from .claims import CLAIMS, claim_verdicts, write_report
-    from ..analysis.claims import NO_DATA
+    from .claims import verdict_table, write_report
 
     write_report(folder / "claims", result, "this study's run, eNTK and report folders")
-    verdicts = claim_verdicts(result["stats"])
     return ["## The seven claims", "",
             "Verdicts by the rules fixed in `docs/claims.md` (95 % t interval over seeds of per-seed paired "
             "differences); statistics, intervals and the paper's numbers in [claims/claims.md](claims/claims.md).",
-            "", markdown_table(["claim"] + result["tasks"],
-                               [[f"{c}. {text}"] + [verdicts.get((c, t), NO_DATA) for t in result["tasks"]]
-                                for c, text in CLAIMS.items()]), ""]
+            "", verdict_table(result), ""]
