@@ -94,3 +94,14 @@ def activate_lora_b(clf, std: float = 0.3, seed: int = 0) -> None:
         for name, p in clf.named_parameters():
             if "lora_B" in name:
                 p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * std)
+
+
+def umask_modes(folder: Path) -> dict[str, str]:
+    """Files under ``folder`` whose mode is not what the user's umask gives an ordinary file (issue 20, case 7)."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    return {str(p.relative_to(folder)): oct(p.stat().st_mode & 0o777) for p in folder.rglob("*")
+            if p.is_file() and p.stat().st_mode & 0o777 != 0o666 & ~umask}
+

@@ -25,6 +25,21 @@ import numpy as np
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+#: the mode of every file lpft writes (and of the folders it builds under a temporary name): what the user's umask
+#: gives a file created the ordinary way
+FILE_MODE = 0o666 & ~_UMASK
+FOLDER_MODE = 0o777 & ~_UMASK
+
+
+def follow_umask(folder: str | os.PathLike) -> None:
+    """Give ``folder`` and everything under it the modes the user's umask gives ordinary files and folders.
+
+    For folders filled by other libraries' writers (``save_pretrained`` writes model.safetensors 0600)."""
+    root = Path(folder)
+    root.chmod(FOLDER_MODE)
+    for path in root.rglob("*"):
+        if not path.is_symlink():
+            path.chmod(FOLDER_MODE if path.is_dir() else FILE_MODE)
 
 
 class DiskFullError(OSError):
@@ -62,9 +77,11 @@ def atomic_path(path: str | os.PathLike):
             raise DiskFullError(path) from err
         raise
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; results should be readable like any other file
     try:
         yield Path(tmp)
+        # mkstemp makes 0600 files, and some writers recreate the file (safetensors' save_file does, with 0600):
+        # set the mode after writing, so results are readable like any other file the user's umask allows
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)

@@ -17,6 +17,7 @@ import torch
 from lpft.cli import main
 
 from infer_data import run_config, write_csv
+from tiny_models import umask_modes
 
 # Runs each export's README loader in a fresh namespace, as a user would paste it; one process for all exports so
 # torch and transformers are imported once. Prints the probabilities and which of lpft / peft got imported.
@@ -152,3 +153,16 @@ def test_embedded_model_export(tmp_path):
     for name in ("merged", "adapter"):
         for k in range(2):
             np.testing.assert_allclose(got[name][k], expected[k], atol=1e-5, err_msg=name)
+
+
+def test_export_files_follow_the_umask(infer_runs, tmp_path):
+    """save_pretrained writes model.safetensors 0600; the export gets the umask's modes like everything else."""
+    import os
+
+    folder = export(infer_runs["ft"], tmp_path / "exported")
+    assert (folder / "model.safetensors").is_file() and (folder / "head.safetensors").is_file()
+    assert umask_modes(folder) == {}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert folder.stat().st_mode & 0o777 == 0o777 & ~umask
+

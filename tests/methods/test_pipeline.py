@@ -10,6 +10,8 @@ import lpft.methods.finetune as finetune_module
 from lpft.methods.config import RunConfig
 from lpft.runs import RunRecord, train
 
+from tiny_models import umask_modes
+
 WORDS = {"sport": "goal match team score", "tech": "chip software code phone", "food": "bread cheese soup salt"}
 
 
@@ -150,9 +152,12 @@ def test_finished_run_with_changed_data_is_refused(toy_files, tiny_bert_dir, tmp
         run(cfg, tmp_path / "runs")
 
 
-def test_written_files_are_world_readable(toy_files, tiny_bert_dir, tmp_path):
-    folder = run(config(toy_files, tiny_bert_dir, "lp"), tmp_path)
+def test_written_files_follow_the_umask(toy_files, tiny_bert_dir, tmp_path):
+    """Every file of a run folder, .safetensors included (safetensors' writer recreates the file 0600)."""
+    folder = run(config(toy_files, tiny_bert_dir, "lp-ft", epochs=1), tmp_path)
     assert (folder / "metrics.json").stat().st_mode & 0o044 == 0o044
+    assert list(folder.rglob("*.safetensors"))
+    assert umask_modes(folder) == {}
 
 
 def test_validation_subset_cuts_validation_only(toy_files, tiny_bert_dir, tmp_path):

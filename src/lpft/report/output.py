@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
+
+from ..io import follow_umask
 
 
 @contextmanager
@@ -17,11 +18,11 @@ def report_folder(final: str | Path):
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    umask = os.umask(0)
-    os.umask(umask)
     try:
-        tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the report should get the usual folder permissions
         yield tmp
+        # mkdtemp makes the folder private and some writers (save_pretrained's safetensors) make 0600 files: the
+        # report gets the modes the user's umask gives
+        follow_umask(tmp)
         old = None
         if final.exists():
             old = final.with_name(f".{final.name}.old-{time.time_ns()}")
