@@ -100,3 +100,30 @@ def test_studies_need_an_explicit_task(command, capsys):
 
 def test_test_file_help_says_what_unset_means(helps):
     assert "a stratified 10% of the training file" in option_help(helps["train"], "--test-file")
+
+
+# libraries that take seconds to import on a 2-core machine; printing help must load none of them
+HEAVY = ("torch", "transformers", "sklearn", "scipy", "peft", "datasets", "pandas", "matplotlib", "numpy")
+
+
+def test_help_imports_no_heavy_library():
+    """`lpft --help` and every `lpft CMD --help` read their choices from the torch-free lpft.options: a fresh
+    interpreter prints all of them and has loaded none of HEAVY (the help took 3-7 s when it imported torch)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import contextlib, io, sys\n"
+        "from lpft.cli import COMMANDS, main\n"
+        "for argv in [['--help']] + [[c, '--help'] for c in COMMANDS]:\n"
+        "    with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "        try:\n"
+        "            main(argv)\n"
+        "        except SystemExit as stop:\n"
+        "            assert stop.code == 0, (argv, stop.code)\n"
+        "    assert 'usage: lpft' in out.getvalue(), argv\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", f"help imported {done.stdout.strip()}"

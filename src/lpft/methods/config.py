@@ -13,10 +13,8 @@ import math
 from dataclasses import dataclass
 
 from ..config import ConfigError
-from ..data.batching import DATA_ORDERS
-from ..model import DEFAULT_MODEL, HEAD_INITS, POOLINGS, PRECISIONS, ModelError, default_pooling, load_config
-
-METHODS = ("lp", "ft", "lp-ft", "lora", "lp-lora")
+# torch-free: `lpft --help` builds its parsers from this module (lpft.model is imported only to resolve a pooling)
+from ..options import DATA_ORDERS, DEFAULT_MODEL, HEAD_INITS, METHODS, POOLINGS, PRECISIONS
 #: seeds are 0 <= seed < 2**32 (numpy's SeedSequence words; torch derives per-epoch seeds from them)
 SEED_LIMIT = 2 ** 32
 
@@ -254,6 +252,8 @@ def _default_pooling(model: str) -> str | None:
     and ``Classifier.from_pretrained`` resolves the pooling once it can."""
     if model == DEFAULT_MODEL:
         return "first"
+    from ..model import ModelError, default_pooling, load_config
+
     try:
         return default_pooling(load_config(model))
     except ModelError:

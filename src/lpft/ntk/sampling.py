@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SAMPLINGS = ("random", "first")
+from ..options import SAMPLINGS  # noqa: F401  (re-exported)
 
 
 def sample_indices(total: int, n: int, seed: int, how: str = "random", stream: int = 0) -> list[int]:

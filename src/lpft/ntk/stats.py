@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..options import KERNEL_SCALINGS  # noqa: F401  (re-exported; documented in lpft.options)
+
 #: Relative tolerance factor for :func:`numerical_rank`: singular values above
 #: ``sigma_max * max(shape) * RANK_EPS`` count. float32 machine epsilon, because the gradients behind the kernels
 #: are float32 in the fast path — smaller singular values are rounding noise. It equals the default of
@@ -76,12 +78,6 @@ class KernelRegression:
     argmax_train: float
     argmax_test: float | None
     entry_chance: float
-
-
-#: How :func:`kernel_regression` scales the kernel before fitting: ``raw`` (the authors' setting: the kernel as it
-#: is) or ``max`` (divided by its largest absolute train entry; a deviation that better conditions lbfgs but changes
-#: the effective strength of the fixed regularisation grid).
-KERNEL_SCALINGS = ("raw", "max")
 
 
 def kernel_regression(K_train: np.ndarray, y_train, K_test: np.ndarray | None = None, y_test=None, *,

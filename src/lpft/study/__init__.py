@@ -6,12 +6,26 @@ eNTK jobs (:func:`plan`: validated up front, LP trained once per model / task / 
 run folders hold. ``lpft compare``, ``lpft norm-sweep``, ``lpft ntk`` and ``lpft study`` all come through here.
 """
 
-from .executors import EXECUTORS, Executor, LocalExecutor, RayExecutor, import_ray, make_executor
-from .jobs import NtkJob, TrainJob
-from .plan import Plan, Slot, plan, probe_key, study_configs, sweep_configs
-from .run import StudyResult, run_study
-from .spec import NtkSpec, StudySpec, SweepSpec, TaskSpec, Workspace, load_study
+import importlib
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "import_ray", "make_executor", "NtkJob",
-           "TrainJob", "Plan", "Slot", "plan", "probe_key", "study_configs", "sweep_configs", "StudyResult",
-           "run_study", "NtkSpec", "StudySpec", "SweepSpec", "TaskSpec", "Workspace", "load_study"]
+# name -> submodule. Loaded on first use (PEP 562), so that the CLI's parsers can read lpft.study.spec without
+# importing the executors, the planner and the training code behind them (torch, transformers, scikit-learn).
+_EXPORTS = {
+    **dict.fromkeys(["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "import_ray", "make_executor"],
+                    "executors"),
+    **dict.fromkeys(["NtkJob", "TrainJob"], "jobs"),
+    **dict.fromkeys(["Plan", "Slot", "plan", "probe_key", "study_configs", "sweep_configs"], "plan"),
+    **dict.fromkeys(["StudyResult", "run_study"], "run"),
+    **dict.fromkeys(["NtkSpec", "StudySpec", "SweepSpec", "TaskSpec", "Workspace", "load_study"], "spec"),
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -20,9 +20,9 @@ from typing import Protocol, Sequence
 from tqdm.auto import tqdm
 
 from ..config import ConfigError
+from ..options import EXECUTORS  # noqa: F401  (re-exported)
 from .spec import Workspace
 
-EXECUTORS = ("local", "ray")
 RAY_MISSING = "--executor ray needs Ray: pip install -e '.[ray]'"
 
 
