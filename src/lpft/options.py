@@ -26,6 +26,10 @@ HEAD_INITS = ("normal", "uniform")
 #: Training batch orders (see :mod:`lpft.data.batching`): ``length`` bucketed (default), ``random`` as ``Trainer``.
 DATA_ORDERS = ("length", "random")
 
+#: How subsets (``--train-subset`` ...) and a user file's 9:1 cut pick examples (see :mod:`lpft.data.subsets`):
+#: ``stratified`` (default: label-stratified, fixed seed) or ``first`` (file order, the authors' protocol).
+SUBSET_ORDERS = ("stratified", "first")
+
 #: How the eNTK's train / test examples are drawn (see :mod:`lpft.ntk.sampling`).
 SAMPLINGS = ("random", "first")
 

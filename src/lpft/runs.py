@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from tqdm.auto import tqdm
 from .config import ConfigError
 from .data import Task, compute_metrics, files_task, get_task
 from .data.base import fingerprint
+from .data.subsets import check_splits, label_counts
 from .data.batching import Encoded, encode
 from .io import check_writable_folder, environment_info, save_array, save_tensors, write_json
 from .methods.config import LEGACY_PROTOCOL, RunConfig
@@ -58,7 +60,7 @@ def load_task(cfg: RunConfig, data_dir: str | None = None) -> Task:
     if cfg.task == "files":
         return files_task(cfg.train_file, cfg.validation_file, cfg.test_file,
                           text_columns=tuple(c.strip() for c in cfg.text_columns.split(",")),
-                          label_column=cfg.label_column)
+                          label_column=cfg.label_column, split_order=cfg.subset_order)
     return get_task(cfg.task, data_dir)
 
 
@@ -80,15 +82,35 @@ def prepare(cfg: RunConfig, data_dir: str | None = None) -> Prepared:
     if limit is not None and cfg.max_length > limit:
         raise ConfigError(f"--max-length {cfg.max_length} is more than model {cfg.model!r} accepts: at most {limit} "
                           "tokens per input")
-    splits, info = {}, {}
+    splits, info, counts, sources, how = {}, {}, {}, {}, {}
     for split in ("train", "validation", "test"):
-        examples = task.load(split)
-        limit = cfg.split_limit(split)
-        examples = examples[:limit] if limit else examples
+        whole = task.load(split)
+        examples = cfg.pick(split, whole)
         splits[split] = encode(tokenizer, examples, cfg.max_length)
-        info[split] = {"size": len(examples), "fingerprint": fingerprint(examples)}
+        counts[split] = label_counts(examples, task.num_labels)
+        info[split] = {"size": len(examples), "fingerprint": fingerprint(examples), "label_counts": counts[split]}
+        how[split] = _how_picked(cfg, split, len(whole), len(examples))
+    sources["test"] = label_counts(task.load("test"), task.num_labels)
+    sources["train"] = sources["validation"] = label_counts(task.load("train") + task.load("validation"),
+                                                            task.num_labels)
+    for warning in check_splits(cfg.task, task.labels, counts, sources, how):
+        print(f"warning: {warning}", file=sys.stderr)
     return Prepared(task, tokenizer, splits, {"task": task.name, "labels": list(task.labels),
-                                              "metrics": list(task.metrics), "splits": info})
+                                              "metrics": list(task.metrics), "subset_order": cfg.subset_order,
+                                              "splits": info})
+
+
+def _how_picked(cfg: RunConfig, split: str, whole: int, used: int) -> str:
+    """How a split's examples were picked, for the warnings of ``check_splits``."""
+    cut = (f"a {'file-order' if cfg.subset_order == 'first' else 'stratified'} 9:1 cut of the train file"
+           if cfg.task == "files" and split != "test" and not cfg.validation_file else "")
+    if used == whole:
+        return cut or "whole"
+    option = {"train": "--train-subset", "validation": "--validation-subset" if cfg.validation_subset else
+              "--eval-subset", "test": "--eval-subset"}[split]
+    picked = (f"the first {used} of {whole}, {option}, --subset-order first" if cfg.subset_order == "first"
+              else f"a stratified {used} of {whole}, {option}")
+    return f"{picked}; {cut}" if cut else picked
 
 
 def run_folder(cfg: RunConfig, out: str | Path = "runs") -> Path:
@@ -157,9 +179,7 @@ def _check_same_data(folder: Path, cfg: RunConfig, saved: dict, current: dict | 
         task = load_task(cfg, data_dir)
         current = {}
         for split in saved["splits"]:
-            examples = task.load(split)
-            limit = cfg.split_limit(split)
-            current[split] = {"fingerprint": fingerprint(examples[:limit] if limit else examples)}
+            current[split] = {"fingerprint": fingerprint(cfg.pick(split, task.load(split)))}
     else:
         current = current["splits"]
     for split, info in saved["splits"].items():

@@ -45,10 +45,11 @@ def test_tsv_pairs_with_given_labels(tmp_path):
     train.write_text("\n".join(lines) + "\n", encoding="utf-8")
     test = tmp_path / "test.tsv"
     test.write_text("a\tb\ty\nQ\tP\tyes\n", encoding="utf-8")
-    task = files_task(train, test_file=test, text_columns=("a", "b"), label_column="y", labels=["yes", "no"])
+    task = files_task(train, test_file=test, text_columns=("a", "b"), label_column="y", labels=["yes", "no"],
+                      split_order="first")
     assert task.labels == ("yes", "no")
     train_rows, validation = task.load("train"), task.load("validation")
-    assert (len(train_rows), len(validation)) == (9, 1)  # missing validation: 9:1 in file order
+    assert (len(train_rows), len(validation)) == (9, 1)  # missing validation: 9:1 in file order (split_order first)
     assert train_rows[0] == Example('"q0', 1, "p0")  # TSV has no quoting
     assert validation == [Example('"q9', 0, "p9")]
     assert task.load("test") == [Example("Q", 0, "P")]

@@ -67,9 +67,7 @@ def split_examples(record: RunRecord, split: str, data_dir: str | None = None) -
     run saw would silently mix up samples, so a mismatch is a DataError.
     """
     cfg = record.config
-    examples = load_task(cfg, data_dir).load(split)
-    limit = cfg.split_limit(split)
-    examples = examples[:limit] if limit else examples
+    examples = cfg.pick(split, load_task(cfg, data_dir).load(split))
     recorded = record.data["splits"][split]["fingerprint"]
     if fingerprint(examples) != recorded:
         raise DataError(f"the {split} data of task {cfg.task!r} differs from what run {record.path} was trained on "

@@ -16,7 +16,9 @@ Label ids: ``labels`` fixes the order (id = position); without it the distinct l
 
 Splits: ``train_file`` is required. Without ``test_file``, a stratified 10% of the train file becomes the test split
 (scikit-learn ``train_test_split``, ``random_state=0``; each part keeps file order). Without ``validation_file``, the
-remaining train rows are cut 9:1 in file order (first 90% train, last 10% validation), the paper's rule.
+remaining train rows are cut 9:1: label-stratified with a fixed seed by default (``split_order="stratified"``; a file
+sorted by label would otherwise put its last classes into validation only), or in file order (``"first"``: first 90%
+train, last 10% validation, the paper's rule): :func:`lpft.data.subsets.cut_train_validation`.
 Every file is read and checked when :func:`files_task` is called, so a bad file fails before any training.
 Metric: accuracy.
 """
@@ -30,8 +32,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .base import DataError, Example, Task, split_train_validation
+from .base import DataError, Example, Task
 from .readers import check_header, column_index, read_delimited, read_jsonl, read_tsv, short
+from .subsets import SUBSET_ORDERS, cut_train_validation
 
 SEED = 0
 TEST_FRACTION = 0.1
@@ -126,8 +129,11 @@ def _carve_test(train: list[Example], path: Path) -> tuple[list[Example], list[E
 
 def files_task(train_file: str | os.PathLike, validation_file: str | os.PathLike | None = None,
                test_file: str | os.PathLike | None = None, text_columns: Sequence[str] | str = ("text",),
-               label_column: str = "label", labels: Sequence[str] | None = None, name: str | None = None) -> Task:
+               label_column: str = "label", labels: Sequence[str] | None = None, name: str | None = None,
+               split_order: str = "stratified") -> Task:
     """A :class:`Task` over the user's files (see the module docstring for formats and the split rule)."""
+    if split_order not in SUBSET_ORDERS:
+        raise DataError(f"split_order {split_order!r}: expected one of {', '.join(SUBSET_ORDERS)}")
     columns = (text_columns,) if isinstance(text_columns, str) else tuple(text_columns)
     if not 1 <= len(columns) <= 2:
         raise DataError(f"text_columns: expected one column name (single texts) or two (sentence pairs), "
@@ -157,7 +163,7 @@ def files_task(train_file: str | os.PathLike, validation_file: str | os.PathLike
     if test is None:
         train, test = _carve_test(train, train_path)
     if validation is None:
-        train, validation = split_train_validation(train)
+        train, validation = cut_train_validation(train, split_order)
         if not train or not validation:
             raise DataError(f"{train_path}: {len(train) + len(validation)} train rows are too few to cut 9:1 into "
                             f"train and validation; expected at least 2, or pass validation_file")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..config import ConfigError
 # torch-free: `lpft --help` builds its parsers from this module (lpft.model is imported only to resolve a pooling)
-from ..options import DATA_ORDERS, DEFAULT_MODEL, HEAD_INITS, METHODS, POOLINGS, PRECISIONS
+from ..options import DATA_ORDERS, DEFAULT_MODEL, HEAD_INITS, METHODS, POOLINGS, PRECISIONS, SUBSET_ORDERS
 #: seeds are 0 <= seed < 2**32 (numpy's SeedSequence words; torch derives per-epoch seeds from them)
 SEED_LIMIT = 2 ** 32
 
@@ -49,7 +49,7 @@ FT_ONLY_FIELDS = ("seed", "epochs", "batch_size", "lr", "weight_decay", "dropout
                   "head_norm", "head_scale", "log_every", "lora_targets", "head_init", "max_grad_norm", "data_order")
 
 # What runs made before head_init / max_grad_norm / data_order existed did (RunRecord fills these in for them).
-LEGACY_PROTOCOL = {"head_init": "uniform", "max_grad_norm": 0.0, "data_order": "length"}
+LEGACY_PROTOCOL = {"head_init": "uniform", "max_grad_norm": 0.0, "data_order": "length", "subset_order": "first"}
 
 # Tasks whose default schedule is shortened so the default `lpft train` finishes in minutes on 2 CPU cores.
 QUICK_DEFAULTS = {"bbc-news": {"epochs": 1, "max_length": 64}}
@@ -109,13 +109,17 @@ class RunConfig:
     head_scale: float | None = None
     """multiply the head by this factor before fine-tuning (norm sweep)"""
     train_subset: int | None = None
-    """use only the first N training examples (quick runs)"""
+    """use only N training examples (quick runs; which ones: --subset-order)"""
     eval_subset: int | None = None
-    """use only the first N validation and test examples (quick runs)"""
+    """use only N validation and N test examples (quick runs; which ones: --subset-order)"""
     validation_subset: int | None = None
-    """use only the first N validation examples, the split that picks the best epoch (overrides --eval-subset
-    there; the test split stays whole): evaluating every epoch on a large validation split can cost as much as the
-    training itself"""
+    """use only N validation examples, the split that picks the best epoch (overrides --eval-subset there; the test
+    split stays whole): evaluating every epoch on a large validation split can cost as much as the training itself"""
+    subset_order: str = "stratified"
+    """how the subsets above (and, for --task files without --validation-file, the 9:1 train / validation cut) pick
+    examples: stratified = a label-stratified sample in file order, drawn with a fixed seed (0, not --seed: every seed
+    and method sees the same examples); first = the first N rows and a file-order cut (the authors' protocol, and
+    runs made before this option). Either way a warning when a split's labels are unlike the file's (docs/tasks.md)"""
     eval_batch_size: int = 64
     """batch size for feature extraction and evaluation"""
     log_every: int = 10
@@ -169,6 +173,10 @@ class RunConfig:
             raise ConfigError(f"--weight-decay must be >= 0, got {cfg.weight_decay}")
         if cfg.head_init not in HEAD_INITS:
             raise ConfigError(f"--head-init {cfg.head_init!r} is unknown: expected one of {', '.join(HEAD_INITS)}")
+        cfg.subset_order = cfg.subset_order.lower()
+        if cfg.subset_order not in SUBSET_ORDERS:
+            raise ConfigError(f"--subset-order {self.subset_order!r} is unknown: expected one of "
+                              f"{', '.join(SUBSET_ORDERS)}")
         if cfg.data_order not in DATA_ORDERS:
             raise ConfigError(f"--data-order {cfg.data_order!r} is unknown: expected one of {', '.join(DATA_ORDERS)}")
         if cfg.max_grad_norm is None:
@@ -227,15 +235,29 @@ class RunConfig:
         for name, legacy in LEGACY_PROTOCOL.items():
             if fields[name] == legacy:
                 fields.pop(name)
+        if not self.subset_order_matters:  # no subset and no cut to draw: the same data either way
+            fields.pop("subset_order", None)
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
 
     def split_limit(self, split: str) -> int | None:
-        """How many leading examples of ``split`` the run uses (None: all)."""
+        """How many examples of ``split`` the run uses (None: all)."""
         if split == "train":
             return self.train_subset
         if split == "validation" and self.validation_subset is not None:
             return self.validation_subset
         return self.eval_subset
+
+    def pick(self, split: str, examples: list) -> list:
+        """The examples of ``split`` the run uses: its subset (``split_limit``) in ``subset_order``."""
+        from ..data.subsets import take
+
+        return take(examples, self.split_limit(split), self.subset_order)
+
+    @property
+    def subset_order_matters(self) -> bool:
+        """Whether ``subset_order`` changes the data: a subset is asked for, or a user's train file is cut 9:1."""
+        return (any(v is not None for v in (self.train_subset, self.eval_subset, self.validation_subset))
+                or (self.task == "files" and not self.validation_file))
 
     @property
     def uses_lp(self) -> bool:
