@@ -64,7 +64,14 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="Ray workers (1 CPU, 1 thread each) = local threads")
     parser.add_argument("--skip-full-scale", action="store_true", help="skip part 3")
     parser.add_argument("--data-dir", default=os.environ.get("LPFT_DATA_DIR", "../shared/data"))
+    parser.add_argument("--price-only", metavar="STUDY.toml", nargs="?", const="results/study.toml",
+                        help="only part 4: the cost model against a finished study's recorded times "
+                             "(default results/study.toml)")
+    parser.add_argument("--cache-dir", default=None, help="part 4: where the measured rates are cached")
     args = parser.parse_args(argv)
+    if args.price_only:
+        price_check(args.price_only, args.data_dir, args.cache_dir)
+        return 0
 
     from lpft.cli import _quiet_libraries
     from lpft.study import LocalExecutor, RayExecutor, import_ray, run_study
@@ -126,6 +133,53 @@ def main(argv=None) -> int:
         for bucket, seconds in sorted(timers.seconds.items(), key=lambda kv: -kv[1]):
             print(f"  {bucket:45s} {seconds:8.1f} s  {100 * seconds / total:5.1f}%")
     return 0
+
+
+def price_check(study_file: str, data_dir: str | None, cache_dir: str | None, threads: int = 1) -> None:
+    """Part 4: ``lpft study --dry-run``'s cost model against a finished study's recorded run times, read from its
+    committed report (``<report>/<task>/runs.csv``: the run folders need not be here). Two predictions: from the
+    rates measured on this machine now (``threads`` torch threads: the committed study ran on Ray, 2 workers x 1
+    thread), and recalibrated on the smallest task alone (CB's runs: recorded / predicted), which tests the
+    model's shape (tokens, batch sizes, epochs, methods) on the six other tasks."""
+    import csv
+    from collections import defaultdict
+
+    from lpft.study import load_study, plan
+    from lpft.study.cost import cpu_rates, job_seconds
+    from lpft.study.jobs import TrainJob
+
+    spec, ws = load_study(study_file, data_dir=data_dir, cache_dir=cache_dir)
+    jobs, _ = plan(spec, ws.data_dir).graph()
+    jobs = [j for j in jobs if isinstance(j, TrainJob)]
+    rates = cpu_rates(jobs[0].config.model, Path(cache_dir) if cache_dir else None, "cpu", threads)
+    predicted = job_seconds(jobs, [False] * len(jobs), ws, rates, {})
+    recorded = {}
+    for task in spec.tasks:
+        with open(Path(spec.report) / task.name / "runs.csv") as f:
+            for row in csv.DictReader(f):
+                recorded[Path(row["folder"]).name] = float(row["seconds"])
+    by_task = defaultdict(lambda: [0.0, 0.0, 0])
+    for job, seconds in zip(jobs, predicted):
+        actual = recorded.get(job.folder(ws).name)
+        if actual is not None:
+            cell = by_task[job.config.task]
+            cell[0], cell[1], cell[2] = cell[0] + seconds, cell[1] + actual, cell[2] + 1
+    first = spec.tasks[0].config.task
+    factor = by_task[first][1] / by_task[first][0]
+    print(f"\n=== price: {study_file}, {sum(c[2] for c in by_task.values())} of {len(jobs)} training runs with a "
+          f"recorded time (eNTK jobs record none in the report) ===")
+    print(f"rates: {rates.source}, {threads} thread(s): step {rates.ft[0]:.3f} s + {1e3 * rates.ft[1]:.3f} ms/token "
+          f"(FT), forward {1e3 * rates.forward:.3f} ms/token; recalibrated on {first}: x{factor:.2f}")
+    print(f"{'task':10s} {'runs':>4s} {'recorded':>10s} {'predicted':>10s} {'ratio':>6s} "
+          f"{'calibrated':>10s} {'ratio':>6s}")
+    total = [0.0, 0.0]
+    for task, (p, a, n) in by_task.items():
+        print(f"{task:10s} {n:4d} {a:9.0f}s {p:9.0f}s {p / a:6.2f} {p * factor:9.0f}s {p * factor / a:6.2f}")
+        if task != first:
+            total = [total[0] + p, total[1] + a]
+    p, a = total
+    print(f"{'others':10s} {'':4s} {a:9.0f}s {p:9.0f}s {p / a:6.2f} {p * factor:9.0f}s {p * factor / a:6.2f}"
+          f"   goal: calibrated ratio within 0.75-1.25")
 
 
 if __name__ == "__main__":

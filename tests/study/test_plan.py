@@ -40,13 +40,16 @@ def test_plan_trains_lp_once_and_the_probe_first():
     assert len({s.config.run_key() for s in grid if s.method == "lp"}) == 1  # one LP run fills three cells
     configs = p.train_configs()
     assert len(configs) == 2 * (1 + 3 * 3) + 2  # per task: LP + 3 seeds x 3 FT methods; 2 sweep points
-    first, second = p.phases()
-    # first the probes (the LP runs), then what needs no probe; LP-FT / LP-LoRA wait for the second wave
-    assert [(j.config.task, j.config.method) for j in first[:2]] == [("cb", "lp"), ("rte", "lp")]
-    assert [j.config.method for j in first[2:]] == ["ft"] * 6
+    jobs, deps = p.graph()
+    # first the probes (the LP runs), then what needs no probe; each LP-FT / LP-LoRA waits for its own probe only
+    assert [(j.config.task, j.config.method) for j in jobs[:2]] == [("cb", "lp"), ("rte", "lp")]
+    assert [j.config.method for j in jobs[2:8]] == ["ft"] * 6 and all(not deps[i] for i in range(8))
+    second = jobs[8:]
     assert {j.config.method for j in second} == {"lp-ft", "lp-lora"} and len(second) == 2 * 6 + 2
-    assert all(probe_key(j.config) in {probe_key(f.config) for f in first} for j in second)
-    assert {j.config.run_key() for j in first}.isdisjoint({j.config.run_key() for j in second})
+    for job, (probe,) in zip(second, deps[8:]):
+        assert jobs[probe].config.method == "lp" and probe_key(jobs[probe].config) == probe_key(job.config)
+        assert jobs[probe].config.task == job.config.task
+    assert len({j.config.run_key() + j.config.task for j in jobs}) == len(jobs)  # every run once
 
 
 def test_plan_validates_everything_up_front():
@@ -163,7 +166,7 @@ def test_job_identity_reads_the_data_from_the_workspace(shared_data, monkeypatch
 
 def test_workspace_paths_become_absolute_for_workers(tmp_path, monkeypatch):
     from lpft.study import Workspace
-    from lpft.study.executors import _execute_in_worker
+    from lpft.study.executors import _Worker
 
     monkeypatch.chdir(tmp_path)
     ws = Workspace(out=Path("runs"), data_dir="data", cache_dir="cache").absolute()
@@ -175,7 +178,8 @@ def test_workspace_paths_become_absolute_for_workers(tmp_path, monkeypatch):
             return Path.cwd()
 
     (tmp_path / "caller").mkdir()
-    assert _execute_in_worker(WhereAmI(), ws, 1, str(tmp_path / "caller")) == str(tmp_path / "caller")
+    folder, seconds = _Worker(1, str(tmp_path / "caller")).execute(WhereAmI(), ws)
+    assert folder == str(tmp_path / "caller") and seconds >= 0
 
 
 def test_a_task_can_name_its_own_methods(two_tasks, tmp_path):

@@ -50,9 +50,9 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
     """Where the study's runs execute (none of it changes the numbers)."""
     group = parser.add_argument_group("executor")
     group.add_argument("--executor", default="local", choices=("local", "ray"),
-                       help="local: one run after another in this process; ray: each run and each eNTK is a Ray "
-                            "task (needs pip install -e '.[ray]'; --out and --cache-dir must be on a filesystem "
-                            "every worker sees)")
+                       help="local: one run after another in this process; ray: runs and eNTKs on long-lived Ray "
+                            "actors, one per slot, each job as soon as its probe is done (needs pip install -e "
+                            "'.[ray]'; --out and --cache-dir must be on a filesystem every worker sees)")
     group.add_argument("--ray-address", default=None,
                        help="with --executor ray: 'auto' joins a running cluster; unset starts a local Ray instance")
     group.add_argument("--cpus-per-run", type=float, default=1,

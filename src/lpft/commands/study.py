@@ -1,9 +1,11 @@
 """``lpft study STUDY.toml``: a multi-task study from one versioned file — tasks, methods, seeds, per-task run
-options, OOD sets, norm sweeps and eNTKs — run by the local or the Ray executor into one report folder."""
+options, OOD sets, norm sweeps and eNTKs — run by the local or the Ray executor into one report folder.
+``--dry-run`` prints the plan and its price per executor (``lpft.study.cost``) and stops."""
 
 from __future__ import annotations
 
 import argparse
+import os
 
 from ._options import add_executor_arguments, executor_from_args
 
@@ -19,25 +21,70 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="report folder (overrides the file's 'report'; default <out>/study/<file name>)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--dry-run", action="store_true",
-                        help="validate the file and list the runs and eNTKs it needs, then stop")
+                        help="validate the file, list the runs and eNTKs it needs (finished ones marked) and "
+                             "estimate its time per executor, then stop (the first estimate on a machine times the "
+                             "model for ~10 s and caches the rates)")
+    parser.add_argument("--gpus", type=int, default=8,
+                        help="with --dry-run: the GPUs the GPU estimate spreads the runs over (default 8)")
+    parser.add_argument("--gpu-flops", type=float, default=None,
+                        help="with --dry-run: effective FLOP/s of one GPU (default 2e13: docs/study.md)")
     add_executor_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..study import load_study, plan, run_study
+    from ..study import NtkJob, load_study, plan, run_study
 
     spec, ws = load_study(args.file, out=args.out, data_dir=args.data_dir, cache_dir=args.cache_dir,
                           device=args.device, report=args.report)
-    p = plan(spec, ws.data_dir)
-    waves = p.phases()
-    jobs = [j for wave in waves for j in wave]
-    todo = [j for j in jobs if not j.done(ws)]
-    print(f"study {args.file}: {len(spec.tasks)} task(s), {len(jobs)} job(s) ({len(jobs) - len(todo)} finished "
+    jobs, deps = plan(spec, ws.data_dir).graph()
+    done = [job.done(ws) for job in jobs]
+    print(f"study {args.file}: {len(spec.tasks)} task(s), {len(jobs)} job(s) ({sum(done)} finished "
           f"already) -> {spec.report}")
     if args.dry_run:
-        for job in jobs:
-            print(f"  {'done ' if job.done(ws) else 'to do'}  {job.label}  {job.folder(ws)}")
+        for job, finished, after in zip(jobs, done, deps):
+            # an unfinished eNTK's folder name needs its data (the sample sizes): its pattern, downloading nothing
+            folder = job.folder(ws) if finished or not isinstance(job, NtkJob) else job.pattern(ws)
+            wait = f"  (after {jobs[after[0]].label})" if after else ""
+            print(f"  {'done ' if finished else 'to do'}  {job.label}  {folder}{wait}")
+        print_estimate(args, jobs, deps, done, ws)
         return 0
     result = run_study(spec, ws, executor_from_args(args), layout="study")
     print(f"report: {result.report / 'report.md'}")
     return 0
+
+
+def print_estimate(args, jobs, deps, done, ws) -> None:
+    """Time per executor: local (this process's threads), Ray (slots of --cpus-per-run on this machine) and GPUs."""
+    import torch
+
+    from ..study.cost import GPU_FLOPS, cpu_rates, duration, estimate, gpu_rates
+    from ..study.jobs import cache_path
+
+    todo = [j for j, d in zip(jobs, done) if not d]
+    if not todo:
+        print("estimate: nothing left to run")
+        return
+    models = {j.config.model for j in jobs}
+    if len(models) > 1:
+        print(f"estimate: priced with {sorted(models)[0]}'s rates for every model of the study")
+    model = sorted(models)[0]
+    cache, device = cache_path(ws), "cpu"
+    profiles: dict = {}
+    cpus = max(1, int(args.cpus_per_run))
+    rows = []
+    threads = torch.get_num_threads()
+    local = estimate(jobs, deps, done, ws, cpu_rates(model, cache, device, threads), 1, profiles)
+    rows.append((f"local, 1 process x {threads} threads", local))
+    slots = max(1, (os.cpu_count() or 1) // cpus)
+    ray = estimate(jobs, deps, done, ws, cpu_rates(model, cache, device, cpus), slots, profiles)
+    rows.append((f"ray, {slots} workers x {cpus} CPU{'s' if cpus > 1 else ''} (this machine)", ray))
+    gpu = estimate(jobs, deps, done, ws, gpu_rates(model, args.gpu_flops or GPU_FLOPS), args.gpus, profiles)
+    rows.append((f"GPU, {args.gpus} GPUs x 1 per run", gpu))
+    print(f"estimate for {len(todo)} job(s) left (cost model: docs/study.md, 'The price of a study'):")
+    for name, e in rows:
+        extra = f"{sum(e.seconds) / 3600:.1f} GPU-hours; " if e.rates.device == "gpu" else ""
+        calibrated = f", x{e.factor:.2f} from {e.calibrated_on} finished run(s)" if e.calibrated_on else ""
+        print(f"  {name:45s} {duration(e.wall):>14s}  ({extra}rates {e.rates.source}{calibrated})")
+    sources = sorted({p.source for p in profiles.values()})
+    if "table" in sources:
+        print("  token counts of tasks without local data: lpft.study.cost.TASK_PROFILES (measured on ../shared/data)")

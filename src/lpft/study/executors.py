@@ -1,9 +1,11 @@
 """Executors run jobs (training runs, eNTKs) and return their folders; they never change what a job computes.
 
 - ``LocalExecutor``: one job after another in this process (the default).
-- ``RayExecutor``: each job is a Ray task with ``cpus_per_run`` / ``gpus_per_run`` resources, on a local Ray
-  instance or a running cluster (``address="auto"``). A worker that dies mid-run is retried by Ray
-  (``max_retries``) and the run resumes from its last finished epoch (``lpft.runs.train``), so a study ends with the
+- ``RayExecutor``: one long-lived Ray actor per slot (``cpus_per_run`` / ``gpus_per_run`` resources each), on a local
+  Ray instance or a running cluster (``address="auto"``). Each actor imports torch and lpft once and pulls jobs from
+  the driver's queue; a job starts as soon as a slot is free and the jobs it depends on (its linear probe) are done,
+  so nothing waits for a wave. An actor whose process dies mid-run is restarted by Ray and its job retried
+  (``max_retries``); the run resumes from its last finished epoch (``lpft.runs.train``), so a study ends with the
   same numbers as an uninterrupted local one. Errors in a job (bad data, bad options) are not retried.
 
 Run folders and caches are written under the workspace's ``out`` / ``cache_dir``: on a cluster every worker must see
@@ -27,28 +29,32 @@ RAY_MISSING = "--executor ray needs Ray: pip install -e '.[ray]'"
 
 
 class Executor(Protocol):
-    def run(self, jobs: Sequence, ws: Workspace, start: int = 0, total: int | None = None) -> list[Path]:
-        """Run every job (a finished one is reused); the folders in the jobs' order. ``start`` / ``total`` number
-        the progress lines when a study hands over its jobs in several waves."""
+    def run(self, jobs: Sequence, ws: Workspace, deps: Sequence[tuple[int, ...]] | None = None) -> list[Path]:
+        """Run every job (a finished one is reused) after the jobs it depends on (``deps[i]``: indices into
+        ``jobs``, which lists a job after its dependencies); the folders in the jobs' order."""
 
 
-def _line(i: int, total: int, job, folder: Path, reused: bool, seconds: float, when: str = "") -> str:
-    """One progress line; ``seconds`` is the job's own time (local) or the time since the wave started (Ray)."""
+def _line(i: int, total: int, job, folder: Path, reused: bool, seconds: float) -> str:
+    """One progress line with the job's own time."""
     return (f"[{i}/{total}] {job.label}: {job.summary(folder)} "
-            f"({'reused' if reused else 'done'}, {when + ' ' if when else ''}{seconds:.0f} s)")
+            f"({'reused' if reused else 'done'}, {seconds:.0f} s)")
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
 class LocalExecutor:
-    """Today's loop: one job after another in this process."""
+    """One job after another in this process, in the given order (dependencies come first)."""
 
-    def run(self, jobs: Sequence, ws: Workspace, start: int = 0, total: int | None = None) -> list[Path]:
+    def run(self, jobs: Sequence, ws: Workspace, deps: Sequence[tuple[int, ...]] | None = None) -> list[Path]:
         folders = []
         bar = tqdm(jobs, desc="study", unit="run", disable=not jobs)
-        for i, job in enumerate(bar, start + 1):
+        for i, job in enumerate(bar, 1):
             bar.set_postfix_str(job.label)
             reused, t0 = job.done(ws), time.perf_counter()
             folders.append(Path(job.execute(ws)))
-            tqdm.write(_line(i, total or len(jobs), job, folders[-1], reused, time.perf_counter() - t0))
+            tqdm.write(_line(i, len(jobs), job, folders[-1], reused, time.perf_counter() - t0))
         return folders
 
 
@@ -75,25 +81,29 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
-def _execute_in_worker(job, ws: Workspace, threads: int, cwd: str | None = None) -> str:
-    """Runs inside a Ray worker process, in the caller's directory where this machine has it: files a run config
-    names relatively (--train-file, OOD files) are part of its run key, so they are resolved there, not rewritten."""
-    import os
+class _Worker:
+    """A Ray actor: one slot's process, alive across jobs, so torch, transformers and lpft are imported once. It runs
+    in the caller's directory where this machine has it: files a run config names relatively (--train-file, OOD
+    files) are part of its run key, so they are resolved there, not rewritten."""
 
-    import torch
+    def __init__(self, threads: int, cwd: str | None = None):
+        import torch
 
-    if cwd and os.path.isdir(cwd):
-        os.chdir(cwd)
+        if cwd and os.path.isdir(cwd):
+            os.chdir(cwd)
+        from ..cli import _quiet_libraries
 
-    from ..cli import _quiet_libraries
+        _quiet_libraries()
+        torch.set_num_threads(threads)
 
-    _quiet_libraries()
-    torch.set_num_threads(threads)
-    return str(job.execute(ws))
+    def execute(self, job, ws: Workspace) -> tuple[str, float]:
+        started = time.perf_counter()
+        return str(job.execute(ws)), time.perf_counter() - started
 
 
 class RayExecutor:
-    """Each job is a Ray task; progress (done / running / failed) in the terminal as with the local executor."""
+    """One actor per slot pulling jobs in dependency order; progress (done / running / failed) in the terminal as
+    with the local executor."""
 
     def __init__(self, address: str | None = None, cpus_per_run: float = 1, gpus_per_run: float = 0,
                  max_retries: int = 3, num_cpus: int | None = None):
@@ -120,47 +130,77 @@ class RayExecutor:
             raise ConfigError(f"the Ray cluster has {total.get('CPU', 0):g} CPUs and {total.get('GPU', 0):g} GPUs: "
                               f"fewer than one run needs (--cpus-per-run {self.cpus:g}, --gpus-per-run {self.gpus:g})")
 
-    def run(self, jobs: Sequence, ws: Workspace, start: int = 0, total: int | None = None) -> list[Path]:
-        total = total or len(jobs)
+    def slots(self) -> int:
+        """How many runs the cluster holds at once: its CPUs (and GPUs) divided by what one run reserves."""
+        total = self.ray.cluster_resources()
+        slots = int(total.get("CPU", 1) // self.cpus)
+        if self.gpus:
+            slots = min(slots, int(total.get("GPU", 0) // self.gpus))
+        return max(1, slots)
+
+    def run(self, jobs: Sequence, ws: Workspace, deps: Sequence[tuple[int, ...]] | None = None) -> list[Path]:
         if not jobs:
             return []
+        deps = list(deps or [()] * len(jobs))
         self._connect()
         ray = self.ray
-        task = ray.remote(_execute_in_worker).options(
-            num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.max_retries, retry_exceptions=False,
-            runtime_env={"env_vars": _worker_env()})
-        threads = max(1, int(self.cpus))
+        worker = ray.remote(_Worker).options(
+            num_cpus=self.cpus, num_gpus=self.gpus, max_restarts=self.max_retries,
+            max_task_retries=self.max_retries, runtime_env={"env_vars": _worker_env()})
         ws = ws.absolute()  # Ray workers start in their own directory: relative paths would miss the files
         reused = [job.done(ws) for job in jobs]
-        started = time.perf_counter()
-        pending = {task.remote(job, ws, threads, os.getcwd()): i for i, job in enumerate(jobs)}
+        idle = [worker.remote(max(1, int(self.cpus)), os.getcwd()) for _ in range(min(self.slots(), len(jobs)))]
+        queue = list(range(len(jobs)))  # in order: a job's dependencies come before it
+        running: dict = {}  # object ref -> (job index, actor)
         folders: list[Path | None] = [None] * len(jobs)
         failures: list[tuple[int, BaseException]] = []
-        capacity = max(1, int(ray.cluster_resources().get("CPU", 1) // self.cpus))
+        finished = 0
         bar = tqdm(total=len(jobs), desc="study (ray)", unit="run")
-        done = 0
-        while pending:
-            bar.set_postfix_str(f"done {done}, running {min(len(pending), capacity)}, failed {len(failures)}")
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
-            for ref in ready:
-                i = pending.pop(ref)
-                try:
-                    folders[i] = Path(ray.get(ref))
-                    done += 1
-                    tqdm.write(_line(start + done + len(failures), total, jobs[i], folders[i], reused[i],
-                                     time.perf_counter() - started, "at"))
-                except Exception as err:  # noqa: BLE001 - reported together below
-                    cause = getattr(err, "cause", None) or err
-                    failures.append((i, cause))
-                    tqdm.write(f"[{start + done + len(failures)}/{total}] {jobs[i].label}: FAILED: "
-                               f"{str(cause).splitlines()[0] if str(cause) else type(cause).__name__}")
-                bar.update(1)
-        bar.set_postfix_str(f"done {done}, running 0, failed {len(failures)}")
-        bar.close()
+
+        def report(i: int, error: BaseException | None = None, seconds: float = 0.0) -> None:
+            nonlocal finished
+            finished += 1
+            if error is None:
+                tqdm.write(_line(finished, len(jobs), jobs[i], folders[i], reused[i], seconds))
+            else:
+                failures.append((i, error))
+                tqdm.write(f"[{finished}/{len(jobs)}] {jobs[i].label}: FAILED: {_first_line(error)}")
+            bar.update(1)
+
+        try:
+            while queue or running:
+                for i in [i for i in queue if any(j in dict(failures) for j in deps[i])]:
+                    queue.remove(i)  # its probe failed: it cannot start
+                    failed = next(j for j in deps[i] if j in dict(failures))
+                    report(i, ConfigError(f"not run: {jobs[failed].label}, which it starts from, failed"))
+                while idle:
+                    ready = next((i for i in queue if all(folders[j] is not None for j in deps[i])), None)
+                    if ready is None:
+                        break
+                    queue.remove(ready)
+                    actor = idle.pop()
+                    running[actor.execute.remote(jobs[ready], ws)] = (ready, actor)
+                bar.set_postfix_str(f"done {finished - len(failures)}, running {len(running)}, "
+                                    f"failed {len(failures)}")
+                if not running:
+                    break
+                done, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+                for ref in done:
+                    i, actor = running.pop(ref)
+                    idle.append(actor)
+                    try:
+                        folder, seconds = ray.get(ref)
+                        folders[i] = Path(folder)
+                        report(i, seconds=seconds)
+                    except Exception as err:  # noqa: BLE001 - reported together below
+                        report(i, getattr(err, "cause", None) or err)
+        finally:
+            bar.close()
+            for actor in idle + [a for _, a in running.values()]:
+                ray.kill(actor)
         if failures:
             i, cause = failures[0]
-            message = f"{len(failures)} of {len(jobs)} runs failed; first, {jobs[i].label}: " \
-                      f"{str(cause).splitlines()[0] if str(cause) else type(cause).__name__}"
+            message = f"{len(failures)} of {len(jobs)} runs failed; first, {jobs[i].label}: {_first_line(cause)}"
             from ..data.base import DataError
             from ..model import ModelError
 

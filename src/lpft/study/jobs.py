@@ -39,7 +39,12 @@ def ntk_folder(out: str | Path, cfg: RunConfig, n_train: int, n_test: int, memor
     options = {"run": cfg.run_key(), "n_train": n_train, "n_test": n_test, "memory_budget": memory_budget,
                "embedding_fraction": embedding_fraction, "sample": sample}
     key = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
-    return Path(out) / cfg.task / "ntk" / f"{cfg.method}-seed{cfg.seed}-n{n_train}x{n_test}-{key}"
+    return Path(out) / cfg.task / "ntk" / f"{ntk_prefix(cfg)}{n_train}x{n_test}-{key}"
+
+
+def ntk_prefix(cfg: RunConfig) -> str:
+    """The start of every eNTK folder name of ``cfg``'s method and seed (the sample sizes and key follow)."""
+    return f"{cfg.method}-seed{cfg.seed}-n"
 
 
 class KernelProgress:
@@ -130,10 +135,19 @@ class NtkJob:
         train, test = min(train, c.train_subset or train), min(test, c.eval_subset or test)
         return min(self.settings.n_train, train), min(self.settings.n_test, test)
 
+    def pattern(self, ws: Workspace) -> Path:
+        """Where its folder will be, without reading the data (its name holds the sample sizes the data caps)."""
+        return Path(ws.out) / self.config.task / "ntk" / f"{ntk_prefix(self.config)}*"
+
     def done(self, ws: Workspace) -> bool:
-        """Finished with these settings (the kernels alone are reused whatever the statistics settings)."""
+        """Finished with these settings (the kernels alone are reused whatever the statistics settings). Reads the
+        data (for the folder's name) only when some eNTK of this method and seed has finished: planning and
+        ``--dry-run`` of a study whose data is on the hub download nothing."""
         from ..io import read_json
 
+        pattern = self.pattern(ws)
+        if not any(pattern.parent.glob(f"{pattern.name}/stats.json")):
+            return False
         stats = self.folder(ws) / "stats.json"
         return stats.exists() and read_json(stats).get("settings") == kernel_settings(self.settings)
 

@@ -3,7 +3,8 @@
 - LP does not depend on the seed or the fine-tuning schedule (``RunConfig.resolved`` normalises those options for
   method lp), so one LP run per (model, task, data) serves every seed.
 - LP-FT and LP-LoRA start from the same probe, computed once and shared through the feature / probe cache; the
-  plan runs one probe per (model, task, data) first (``Plan.phases``) so parallel workers reuse it.
+  plan runs one probe per (model, task, data) first and makes every job that starts from it wait for it
+  (``Plan.graph``), so parallel workers reuse it.
 - Every option, OOD set and setting is checked before anything runs: bad input is one ConfigError / DataError.
 """
 
@@ -89,23 +90,25 @@ class Plan:
         configs += [c for runs in self.sweep.values() for c in runs]
         return list({c.run_key() + c.task + c.method: c for c in configs}.values())
 
-    def phases(self) -> list[list]:
-        """Jobs in two waves. First: one LP-stage run per probe (an LP run where the grid has one: it computes the
-        probe cheapest) and every job that needs no probe (FT, LoRA, their eNTKs). Second: the jobs that start from
-        a probe (LP-FT, LP-LoRA and their eNTKs), which then find it in the cache. Within a wave, jobs are
-        independent; the first wave starts with the probes, so they are ready early."""
+    def graph(self) -> tuple[list, list[tuple[int, ...]]]:
+        """Every job once, in the order to start them, and for each the indices of the jobs it waits for. A job
+        that starts from a linear probe (LP-FT, LP-LoRA, their eNTKs) waits for the one job that computes its probe
+        (an LP run where the grid has one: it computes the probe cheapest), then finds it in the cache; nothing else
+        waits for anything. Probes come first, so they are ready early; then what needs no probe."""
         configs = self.train_configs()
-        probes, seen = [], set()
+        probes: dict[str, RunConfig] = {}
         for cfg in sorted(configs, key=lambda c: c.method != "lp"):
-            if cfg.uses_lp and probe_key(cfg) not in seen:
-                seen.add(probe_key(cfg))
-                probes.append(cfg)
+            if cfg.uses_lp:
+                probes.setdefault(probe_key(cfg), cfg)
         ntk = [j for jobs in self.ntk.values() for j in jobs]
-        first = [TrainJob(c) for c in probes] + [TrainJob(c) for c in configs if not c.uses_lp]
-        first += [j for j in ntk if not j.config.uses_lp]
-        second = [TrainJob(c) for c in configs if c.uses_lp and c not in probes]
-        second += [j for j in ntk if j.config.uses_lp]
-        return [wave for wave in (first, second) if wave]
+        first = list(probes.values())
+        jobs = [TrainJob(c) for c in probes.values()] + [TrainJob(c) for c in configs if not c.uses_lp]
+        jobs += [j for j in ntk if not j.config.uses_lp]
+        jobs += [TrainJob(c) for c in configs if c.uses_lp and c not in first] + [j for j in ntk if j.config.uses_lp]
+        index = {key: i for i, key in enumerate(probes)}
+        deps = [(index[probe_key(j.config)],) if j.config.uses_lp and i >= len(probes) else ()
+                for i, j in enumerate(jobs)]
+        return jobs, deps
 
 
 def probe_key(cfg: RunConfig) -> str:

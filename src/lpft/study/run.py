@@ -31,16 +31,10 @@ def job_key(job, ws: Workspace) -> str:
 
 
 def execute(p: Plan, ws: Workspace, executor: Executor) -> tuple[dict[str, Path], dict[str, bool]]:
-    """Run the plan's jobs wave by wave; job key -> folder, and whether it was finished before."""
-    folders, reused = {}, {}
-    waves = p.phases()
-    total, start = sum(len(w) for w in waves), 0
-    for wave in waves:
-        for job in wave:
-            reused[job_key(job, ws)] = job.done(ws)
-        for job, folder in zip(wave, executor.run(wave, ws, start, total)):
-            folders[job_key(job, ws)] = Path(folder)
-        start += len(wave)
+    """Run the plan's dependency graph; job key -> folder, and whether it was finished before."""
+    jobs, deps = p.graph()
+    reused = {job_key(job, ws): job.done(ws) for job in jobs}
+    folders = {job_key(job, ws): Path(folder) for job, folder in zip(jobs, executor.run(jobs, ws, deps))}
     return folders, reused
 
 

@@ -1,0 +1,135 @@
+"""The study's price (``lpft.study.cost``, ``lpft study --dry-run``): the cost model's arithmetic, its token counts
+against the data, list scheduling over the dependency graph, and the paper-scale study planned and priced without
+reading any data."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from lpft.cli import main
+from lpft.data.base import Task
+from lpft.methods.config import RunConfig
+from lpft.study import load_study, plan
+from lpft.study.cost import (TASK_PROFILES, Profile, Rates, cpu_rates, flops_per_token, makespan, profile,
+                             run_seconds)
+
+PAPER = Path(__file__).resolve().parents[2] / "studies" / "paper.toml"
+RATES = Rates("all-MiniLM-L6-v2", "cpu", 1, ft=(0.05, 1e-3), lora=(0.04, 7e-4), forward=3e-4, probe=0.01,
+              start=2.0, flops=4e10)
+
+
+def test_run_seconds_is_the_documented_sum():
+    p = Profile({"train": 100, "validation": 20, "test": 30}, {"train": 5000.0, "validation": 1000.0,
+                                                                "test": 1500.0}, 3, "test")
+    ft = RunConfig(task="cb", method="ft", epochs=4, batch_size=16).resolved()
+    epoch = math.ceil(100 / 16) * 0.05 + 1e-3 * 5000 + 3e-4 * 1000
+    assert run_seconds(ft, p, RATES, False) == pytest.approx(2.0 + 4 * epoch + 3e-4 * 2500)
+    lpft = dataclasses.replace(ft, method="lp-ft").resolved()
+    probe = 3e-4 * 5000 + 0.01 * 100  # train features + the probe's fit, paid by the first run of a probe only
+    assert run_seconds(lpft, p, RATES, True) - run_seconds(lpft, p, RATES, False) == pytest.approx(probe)
+    lp = dataclasses.replace(ft, method="lp").resolved()
+    assert run_seconds(lp, p, RATES, False) == pytest.approx(2.0 + probe + 3e-4 * 2500)
+    lora = dataclasses.replace(ft, method="lora").resolved()
+    assert run_seconds(lora, p, RATES, False) < run_seconds(ft, p, RATES, False)
+
+
+def test_makespan_follows_the_dependency_graph():
+    # LP 10 s; two FT 5 s; LP-FT 3 s waits for the LP: on 2 slots FT, FT run beside the LP, LP-FT after it
+    assert makespan([10, 5, 5, 3], [(), (), (), (0,)], 2) == 13
+    assert makespan([10, 5, 5, 3], [(), (), (), (0,)], 1) == 23
+    # the waiting LP-FT does not hold a slot: the FT queued behind it runs at once
+    assert makespan([10, 3, 4], [(), (0,), ()], 2) == 13
+    assert makespan([], [], 4) == 0
+
+
+def test_flops_per_token_counts_the_layers():
+    base, large = flops_per_token("roberta-base", 0), flops_per_token("roberta-large", 0)
+    assert base == 12 * 2 * (4 * 768 ** 2 + 2 * 768 * 3072)  # 2 x 85M non-embedding weights
+    assert large / base == pytest.approx(24 * (4 * 1024 ** 2 + 2 * 1024 * 4096) / base * 2)
+
+
+def test_the_token_table_matches_the_data(shared_data, monkeypatch):
+    """TASK_PROFILES (used when the data is not here) against the files: sizes exact, tokens within 3 %."""
+    monkeypatch.delenv("LPFT_DATA_DIR", raising=False)  # without a data folder, the table
+    for task in ("cb", "rte", "mrpc", "wsc"):
+        cfg = RunConfig(task=task, method="ft").resolved()
+        data = profile(cfg, str(shared_data))
+        assert data.source == "data"
+        (n_train, n_val, n_test), _ = TASK_PROFILES[task]
+        assert (data.sizes["train"], data.sizes["validation"], data.sizes["test"]) == (n_train, n_val, n_test)
+        table = profile(cfg, None)
+        assert table.source == "table"
+        assert table.tokens["train"] == pytest.approx(data.tokens["train"], rel=0.03), task
+
+
+def test_rates_are_measured_once_and_cached(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_measure(model, device, threads):
+        calls.append((model, device, threads))
+        return dataclasses.replace(RATES, threads=threads)
+
+    monkeypatch.setattr("lpft.study.cost.measure", fake_measure)
+    first = cpu_rates("all-MiniLM-L6-v2", tmp_path, "cpu", 2)
+    again = cpu_rates("all-MiniLM-L6-v2", tmp_path, "cpu", 2)
+    assert calls == [("all-MiniLM-L6-v2", "cpu", 2)] and again.ft == first.ft and "cached" in again.source
+    scaled = cpu_rates("roberta-base", tmp_path, "cpu", 2)  # not on this machine: the embedded model, scaled
+    assert len(calls) == 1 and "scaled" in scaled.source
+    ratio = flops_per_token("roberta-base") / flops_per_token("all-MiniLM-L6-v2")
+    assert scaled.ft[1] == pytest.approx(RATES.ft[1] * ratio) and 5 < ratio < 10
+
+
+@pytest.fixture
+def no_data(monkeypatch):
+    """Any read of a task's files fails the test: planning and pricing must not download or read data."""
+    def refuse(self, split):
+        raise AssertionError(f"read {self.name} {split}")
+
+    monkeypatch.setattr(Task, "load", refuse)
+    monkeypatch.delenv("LPFT_DATA_DIR", raising=False)
+
+
+def test_the_paper_study_plans_without_data(no_data, tmp_path):
+    spec, ws = load_study(PAPER, out=str(tmp_path))
+    assert [t.name for t in spec.tasks] == ["cb", "rte", "boolq", "wic", "wsc", "cola", "sst2", "mrpc"]
+    assert spec.seeds == tuple(range(1, 16)) and ws.data_dir is None
+    p = plan(spec, ws.data_dir)
+    configs = p.train_configs()
+    assert all(c.model == "roberta-base" and c.max_length == 128 for c in configs)
+    assert all(c.train_subset is None and c.validation_subset is None and c.eval_subset is None for c in configs)
+    assert all(c.epochs == 10 for c in configs if c.method != "lp")
+    # Table 6, resolved per task and method
+    table6 = {(c.task, c.method): (c.batch_size, c.lr) for c in configs if c.head_norm is None}
+    assert table6[("cb", "ft")] == (16, 5e-5) and table6[("wsc", "lp-ft")] == (8, 1e-3)
+    assert table6[("sst2", "lora")] == (32, 5e-4) and table6[("boolq", "lp-lora")] == (8, 5e-4)
+    # per task LP + 15 seeds x 4 methods; the norm sweep: 2 tasks x 2 methods x 8 norms x 3 seeds
+    assert len(configs) == 8 * (1 + 15 * 4) + 2 * 2 * 8 * 3
+    ntk = [j for jobs in p.ntk.values() for j in jobs]
+    assert len(ntk) == 8 * 4 * 3 and {(j.settings.n_train, j.settings.n_test) for j in ntk} == {(250, 250)}
+    jobs, deps = p.graph()
+    assert len(jobs) == len(configs) + len(ntk)
+
+
+def test_the_paper_study_dry_run_prices_every_executor(no_data, tmp_path, capsys):
+    import torch
+
+    cache = tmp_path / "cache"
+    for threads in {1, torch.get_num_threads()}:  # rates as if measured: the test does not time the machine
+        path = cache / "cost" / f"all-MiniLM-L6-v2-cpu-t{threads}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(dataclasses.asdict(dataclasses.replace(RATES, threads=threads))))
+    assert main(["study", str(PAPER), "--out", str(tmp_path / "runs"), "--cache-dir", str(cache), "--dry-run",
+                 "--gpus", "16"]) == 0
+    out = capsys.readouterr().out
+    assert "680 job(s) (0 finished already)" in out
+    assert "to do  cb LP-FT seed 1  " in out and "(after cb LP)" in out
+    assert "cb eNTK LP-FT seed 1" in out and "ntk/lp-ft-seed1-n*" in out
+    lines = {line.split("  ")[1].strip() for line in out.splitlines() if line.startswith("  ") and " h " in line}
+    assert any(line.startswith("local, 1 process") for line in lines)
+    assert any(line.startswith("GPU, 16 GPUs") for line in lines), out[-800:]
+    assert "GPU-hours" in out and "scaled" in out and "TASK_PROFILES" in out
