@@ -14,7 +14,8 @@ _EXPORTS = {
     **dict.fromkeys(["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "import_ray", "make_executor"],
                     "executors"),
     **dict.fromkeys(["NtkJob", "TrainJob"], "jobs"),
-    **dict.fromkeys(["Plan", "Slot", "plan", "probe_key", "study_configs", "sweep_configs"], "plan"),
+    # not "plan.py": importing a submodule binds its name on the package, which would shadow the function plan
+    **dict.fromkeys(["Plan", "Slot", "plan", "probe_key", "study_configs", "sweep_configs"], "planning"),
     **dict.fromkeys(["StudyResult", "run_study"], "run"),
     **dict.fromkeys(["NtkSpec", "StudySpec", "SweepSpec", "TaskSpec", "Workspace", "load_study"], "spec"),
 }

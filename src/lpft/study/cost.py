@@ -264,9 +264,7 @@ def _read_profile(cfg: RunConfig, data_dir: str | None, tokenizer_model: str | N
     tokenizer = load_tokenizer(tokenizer_model or (cfg.model if is_local_model(cfg.model) else DEFAULT_MODEL))
     sizes, tokens = {}, {}
     for split in SPLIT_NAMES:
-        examples = task.load(split)
-        limit = cfg.split_limit(split)
-        examples = examples[:limit] if limit else examples
+        examples = cfg.pick(split, task.load(split))  # the run's own subset
         sizes[split] = len(examples)
         tokens[split] = float(sum(len(ids) for ids in encode(tokenizer, examples, cfg.max_length).input_ids))
     return Profile(sizes, tokens, task.num_labels, "data")
@@ -315,7 +313,7 @@ class Estimate:
 def job_seconds(jobs, done, ws, r: Rates, profiles: dict) -> list[float]:
     """Predicted seconds per job (0 for a finished one): the first job of each probe key pays for the probe."""
     from .jobs import TrainJob
-    from .plan import probe_key
+    from .planning import probe_key
 
     seen, out = set(), []
     for job, finished in zip(jobs, done):

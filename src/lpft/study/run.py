@@ -10,7 +10,7 @@ from pathlib import Path
 from ..runs import RunRecord, resolve_cache
 from .executors import Executor, LocalExecutor
 from .jobs import TrainJob
-from .plan import Plan, plan
+from .planning import Plan, plan
 from .spec import StudySpec, Workspace
 
 
