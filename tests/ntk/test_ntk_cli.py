@@ -132,3 +132,30 @@ def test_absent_class_in_the_sample_is_warned_about(tiny_bert_dir, tmp_path, cap
     args = ntk_args(csv, tiny_bert_dir, tmp_path / "random", "--method", "ft", "--no-predict")
     assert main(args) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_sketch_option_flags_rank_records_seed_and_keeps_p_exact(toy_csv, tiny_bert_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(ntk_args(toy_csv, tiny_bert_dir, out, "--method", "ft", "--no-predict")) == 0
+    exact_folder = only_folder(out)
+    assert main(ntk_args(toy_csv, tiny_bert_dir, out, "--method", "ft", "--no-predict", "--sketch", "4096",
+                         "--sketch-seed", "7")) == 0
+    printed = capsys.readouterr().out
+    assert "n/a (sketch)" in printed and "sketched:" in printed
+    (folder,) = [f for f in (out / "files" / "ntk").iterdir() if f != exact_folder]  # its own folder
+    stats = json.loads((folder / "stats.json").read_text())
+    exact = json.loads((exact_folder / "stats.json").read_text())
+    assert stats["sketch"] == 4096 and stats["sketch_seed"] == 7 and "sketch" not in exact["settings"]
+    assert json.loads((folder / "meta.json").read_text())["options"]["sketch_seed"] == 7
+    assert stats["kernels"]["F"]["rank"] is None and stats["kernels"]["P+F"]["rank"] is None  # not estimable
+    assert stats["kernels"]["P"] == exact["kernels"]["P"]  # P stays exact
+    assert stats["kernels"]["F"]["frobenius"] == pytest.approx(exact["kernels"]["F"]["frobenius"], rel=0.1)
+    assert stats["ft_ratio"] == pytest.approx(exact["ft_ratio"], rel=0.1)
+    assert "n/a (sketch)" in (folder / "summary.md").read_text()
+
+
+def test_sketch_must_be_positive(toy_csv, tiny_bert_dir, tmp_path, capsys):
+    assert main(ntk_args(toy_csv, tiny_bert_dir, tmp_path / "out", "--method", "ft", "--sketch", "0")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--sketch must be >= 1" in err[0]
+    assert not (tmp_path / "out").exists()

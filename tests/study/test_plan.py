@@ -193,3 +193,20 @@ def test_a_task_can_name_its_own_methods(two_tasks, tmp_path):
     path.write_text(path.read_text().replace('methods = ["ft", "lora"]', 'methods = ["ft", "sgd"]'))
     with pytest.raises(ConfigError, match="'sgd' is not a method"):
         plan(load_study(path)[0])
+
+
+def test_ntk_sketch_option(two_tasks, tmp_path):
+    """`[[ntk]] sketch = K`: its own folder (the exact one keeps its key) and settings; K < 1 refused."""
+    path = tmp_path / "s.toml"
+    ntk = ('\n[[ntk]]\nmethods = ["ft"]\nn_train = 4\n'
+           '\n[[ntk]]\nmethods = ["ft"]\nn_train = 4\nsketch = 4096\nsketch_seed = 9\n')
+    path.write_text(study_toml(two_tasks, "m", extra=ntk))
+    exact, sketched = load_study(path)[0].ntk
+    assert (exact.sketch, exact.sketch_seed, sketched.sketch, sketched.sketch_seed) == (None, None, 4096, 9)
+    from lpft.study.jobs import kernel_settings, ntk_folder
+    assert "sketch" not in kernel_settings(exact) and kernel_settings(sketched)["sketch"] == 4096
+    cfg = plan(load_study(path)[0]).ntk["alpha"][0].config
+    assert ntk_folder("o", cfg, 4, 4, 1, None) != ntk_folder("o", cfg, 4, 4, 1, None, sketch=4096, sketch_seed=9)
+    path.write_text(path.read_text().replace("sketch = 4096", "sketch = 0"))
+    with pytest.raises(ConfigError, match="--sketch must be >= 1"):
+        plan(load_study(path)[0])

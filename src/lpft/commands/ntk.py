@@ -43,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embedding-fraction", type=float, default=None,
                         help="keep this fraction of the word-embedding parameters (entries, drawn with --seed), "
                              "rescaled: the paper's subsampling with 0.1; default exact")
+    parser.add_argument("--sketch", type=int, default=None, metavar="K",
+                        help="estimate F from K-dimensional random sign projections of the gradients (unbiased; "
+                             "error table in docs/ntk.md; ranks of F and P+F are then not reported); default exact")
+    parser.add_argument("--sketch-seed", type=int, default=None,
+                        help="the sketch's seed (recorded in stats.json); default --seed")
     parser.add_argument("--predict", action=argparse.BooleanOptionalAction, default=True,
                         help="also predict the logit change of one real fine-tuning epoch from the kernel (Eq. 1) "
                              "and its feature change (Eq. 2)")
@@ -62,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                        sample=args.sample, kernel_scaling=args.kernel_scaling,
                        memory_budget=args.memory_budget, embedding_fraction=args.embedding_fraction,
                        predict=args.predict, predict_optimizer=args.predict_optimizer,
-                       predict_dropout=args.predict_dropout)
+                       predict_dropout=args.predict_dropout, sketch=args.sketch, sketch_seed=args.sketch_seed)
     spec = StudySpec(tasks=(TaskSpec(cfg.task.lower(), cfg),), compare=False, ntk=(settings,), source="lpft ntk")
     ws = workspace_from_args(args)
     plan(spec, ws.data_dir)  # checked before an executor (or Ray) starts
@@ -73,12 +78,15 @@ def run(args: argparse.Namespace) -> int:
     stats = read_json(folder / "stats.json")
     rows = [["kernel", "rank", "FN", "entry tr/te", "argmax tr/te"]]
     for name, s in stats["kernels"].items():
-        rows.append([name, f"{s['rank']}/{s['size']}", f"{s['frobenius']:.4g}",
+        rank = "n/a (sketch)" if s["rank"] is None else s["rank"]
+        rows.append([name, f"{rank}/{s['size']}", f"{s['frobenius']:.4g}",
                      f"{s['entry_train']:.4f}/{s['entry_test']:.4f}",
                      f"{s['argmax_train']:.4f}/{s['argmax_test']:.4f}"])
     print()
     print(format_table(rows))
     print(f"FT ratio: {stats['ft_ratio']:.4f}")
+    if stats.get("sketch_note"):
+        print(f"sketched: {stats['sketch_note']}")
     if "predict" in stats:
         p = stats["predict"]["test"]
         print(f"Eq. 1 prediction of one {settings.predict_optimizer} epoch (test logits): cosine {p['cosine']:.4f}, "

@@ -20,11 +20,17 @@ import torch
 
 @dataclass
 class DenseBlock:
-    """Per-sample gradients of one parameter group: ``G`` is (R, P_g), row ``i * C + c``."""
+    """Per-sample gradients of one parameter group: ``G`` is (R, P_g), row ``i * C + c``. Its columns are
+    parameters ``offset .. offset + P_g - 1`` of ``param`` (``param_size`` parameters in all; the whole group when
+    ``param`` is empty), which a sketch (:mod:`.sketch`) needs to give a parameter the same bucket however the
+    group is sliced."""
 
     name: str
     G: torch.Tensor
     num_samples: int
+    param: str = ""
+    offset: int = 0
+    param_size: int = 0
 
     def gram(self, ncols: int, slab: int = 32768, block_rows: int = 256) -> torch.Tensor:
         """``G @ G[:ncols*C].T`` as float64, (R, ncols*C); ``ncols`` = number of leading (train) samples.
@@ -62,6 +68,7 @@ class EmbeddingBlock:
     delta: torch.Tensor
     num_samples: int
     scale: float = 1.0
+    num_embeddings: int = 0  # rows of the weight (0: unknown)
 
     def gram(self, ncols: int) -> torch.Tensor:
         """The block's kernel contribution (R, ncols*C) in float64: a sum over the ids two samples share."""

@@ -467,7 +467,7 @@ class LogitGradients:
                     for (r0, r1), (idx, gd, *_rest) in zip(spans, results):
                         flat = torch.cat([gd[nm].reshape(len(idx) * C, -1) for nm in st.direct], 1)
                         G[r0:r1] = flat[:, a0:a1]
-                    yield DenseBlock(g, G, n)
+                    yield DenseBlock(g, G, n, param=base, offset=a0, param_size=total)
                     del G  # before the next block is allocated
                 continue
             m = st.factored[t]
@@ -489,7 +489,7 @@ class LogitGradients:
                     # per sample: (C*out x S) @ (S x in) = the C gradient rows, written in place
                     dt = d.permute(0, 1, 3, 2).reshape(B, C * (o1 - o0), -1)
                     torch.bmm(dt, a, out=G[r0:r1].view(B, C * (o1 - o0), in_f))
-                yield DenseBlock(g, G, n)
+                yield DenseBlock(g, G, n, param=full, offset=o0 * in_f, param_size=out_f * in_f)
                 del G
 
     def _embedding_block(self, name: str, m: nn.Embedding, t: str, results) -> EmbeddingBlock:
@@ -513,7 +513,7 @@ class LogitGradients:
             kept = embedding_entries_kept(m.num_embeddings, m.embedding_dim, self.embedding_fraction, self.seed)
             delta = delta * kept[ids].unsqueeze(1).to(delta.dtype)  # (K, C, dim) * (K, 1, dim)
             scale = 1.0 / self.embedding_fraction
-        return EmbeddingBlock(name, sample, ids, delta, self.num_samples, scale)
+        return EmbeddingBlock(name, sample, ids, delta, self.num_samples, scale, m.num_embeddings)
 
 
 def _weight_name(st: Stage, module: str) -> str:

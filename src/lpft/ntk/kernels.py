@@ -28,6 +28,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -79,26 +83,77 @@ def _engine(clf, train, test, **options) -> tuple[LogitGradients, int]:
 def compute_kernels(clf, train, test=None, *, dtype: torch.dtype = torch.float32,
                     memory_budget: int = DEFAULT_MEMORY_BUDGET, embedding_fraction: float | None = None,
                     seed: int = 0, progress: Callable[[int, int, str], None] | None = None,
-                    **engine_options) -> Kernels:
+                    sketch: int | None = None, sketch_seed: int = 0, **engine_options) -> Kernels:
     """P and F of ``clf`` at its current parameters on ``train`` (and ``test`` x ``train``).
 
     ``train`` / ``test``: an ``Encoded``, a padded batch dict or a list of per-sample dicts (see
     :func:`lpft.ntk.gradients.sample_rows`). ``dtype``: gradient precision (kernels always accumulate in float64).
     ``progress(done, total, group_name)`` is called after each parameter group.
+    ``sketch=K``: F is *estimated* from K-dimensional sign projections of the gradients (:mod:`lpft.ntk.sketch`,
+    unbiased, signs drawn with ``sketch_seed``); P stays exact. The projections take (N+M)*C*K floats of
+    ``memory_budget``.
     """
-    engine, n = _engine(clf, train, test, dtype=dtype, memory_budget=memory_budget,
+    engine, n = _engine(clf, train, test, dtype=dtype,
+                        memory_budget=_engine_budget(memory_budget, sketch, _num_rows(clf, train, test)),
                         embedding_fraction=embedding_fraction, seed=seed, **engine_options)
-    K = torch.zeros(engine.num_samples * engine.num_labels, n * engine.num_labels, dtype=torch.float64)
+    acc = _Accumulator(engine, n, sketch, sketch_seed)
     total = len(engine.group_names)
     done = 0
     for block in engine.blocks():  # (not enumerate: its cached result tuple would keep the old block alive)
-        K += block.gram(n)
+        acc.add(block)
         name = block.name
         del block  # free its gradients before the next block is made
         done += 1
         if progress is not None:
             progress(done, total, name)
-    return _assemble(engine, K.numpy(), n)
+    return _assemble(engine, acc.result(), n)
+
+
+def _num_rows(clf, train, test) -> int:
+    count = len(sample_rows(train)) + (len(sample_rows(test)) if test is not None else 0)
+    return count * clf.head.out_features
+
+
+def _engine_budget(memory_budget: int, sketch: int | None, rows: int) -> int:
+    """The engine's share of the budget: all of it, less the sketch's projections (at least a quarter is left)."""
+    if sketch is None:
+        return memory_budget
+    return max(memory_budget // 4, memory_budget - rows * int(sketch) * 4)
+
+
+class _Accumulator:
+    """F summed block by block: the exact Gram (``state`` = the partial F), or a sketch (``state`` = the
+    projections, the Gram taken at the end)."""
+
+    def __init__(self, engine: LogitGradients, n: int, sketch: int | None, sketch_seed: int):
+        from .sketch import Sketch
+
+        self.engine, self.n = engine, n
+        rows = engine.num_samples * engine.num_labels
+        if sketch is None:
+            self.sketch, self.state = None, np.zeros((rows, n * engine.num_labels))
+        else:
+            self.sketch = Sketch(sketch, sketch_seed, rows, torch.float64 if engine.dtype == torch.float64
+                                 else torch.float32)
+            self.state = self.sketch.Y.numpy()
+
+    def load(self, state: np.ndarray) -> None:
+        if state.shape != self.state.shape or state.dtype != self.state.dtype:
+            raise ValueError(f"saved state {state.shape} {state.dtype}, expected {self.state.shape} "
+                             f"{self.state.dtype}")
+        self.state[...] = state  # in place: the sketch's Y shares this memory
+
+    def add(self, block) -> None:
+        if self.sketch is None:
+            torch.from_numpy(self.state).add_(block.gram(self.n))
+        else:
+            self.sketch.add(block)
+
+    def result(self) -> np.ndarray:
+        """F in batch order, (rows, n*C) float64."""
+        if self.sketch is None:
+            return self.state
+        return self.sketch.gram(self.n, self.engine.num_labels).numpy()
 
 
 def _assemble(engine: LogitGradients, K: np.ndarray, n: int) -> Kernels:
@@ -143,7 +198,8 @@ def compute_kernels_to_dir(clf, train, test, folder: str | os.PathLike, *,
                            dtype: torch.dtype = torch.float32, memory_budget: int = DEFAULT_MEMORY_BUDGET,
                            embedding_fraction: float | None = None, seed: int = 0,
                            progress: Callable[[int, int, str], None] | None = None,
-                           lock_root: str | os.PathLike | None = None, **engine_options) -> Kernels:
+                           lock_root: str | os.PathLike | None = None, sketch: int | None = None,
+                           sketch_seed: int = 0, state_seconds: float = 300.0, **engine_options) -> Kernels:
     """Like :func:`compute_kernels`, saved to ``folder`` and resumable after an interruption.
 
     Files: ``meta.json`` (ordering, sample indices, options, parameter groups and how many are done),
@@ -154,21 +210,48 @@ def compute_kernels_to_dir(clf, train, test, folder: str | os.PathLike, *,
     ``train_indices`` / ``test_indices`` are recorded (default ``0..N-1``) to tie rows to dataset examples.
     One process at a time per folder (``lpft.locks``; the lock file lies under ``lock_root``/.locks when given,
     else beside the folder): a second one waits, then reads the finished kernels.
+    ``sketch`` / ``sketch_seed``: see :func:`compute_kernels` (recorded in ``meta.json``'s options); the state of a
+    sketch (its projections, (N+M)*C*K floats) is saved at most every ``state_seconds``, not after every group.
+    SIGTERM (in the main thread) ends the computation like Ctrl-C: no temporary file is left behind, and a rerun
+    resumes from the last saved state.
     """
     folder = Path(folder)
-    with exclusive(folder, f"waiting for another process computing the eNTK in {folder}", root=lock_root):
+    with exclusive(folder, f"waiting for another process computing the eNTK in {folder}", root=lock_root), \
+            terminate_as_interrupt():
         return _compute_kernels_locked(clf, train, test, folder, train_indices, test_indices, dtype, memory_budget,
-                                       embedding_fraction, seed, progress, engine_options)
+                                       embedding_fraction, seed, progress, sketch, sketch_seed, state_seconds,
+                                       engine_options)
+
+
+@contextmanager
+def terminate_as_interrupt():
+    """Within the block, SIGTERM raises ``KeyboardInterrupt`` (as SIGINT does), so ``atomic_path`` removes its
+    temporary file and locks are released; outside the main thread (where Python cannot set handlers) nothing
+    changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _compute_kernels_locked(clf, train, test, folder: Path, train_indices, test_indices, dtype, memory_budget,
-                            embedding_fraction, seed, progress, engine_options) -> Kernels:
+                            embedding_fraction, seed, progress, sketch, sketch_seed, state_seconds,
+                            engine_options) -> Kernels:
     folder.mkdir(parents=True, exist_ok=True)
     meta_path, state_path = folder / "meta.json", folder / "state.npz"
     options = {"dtype": str(dtype), "memory_budget": int(memory_budget), "embedding_fraction": embedding_fraction,
                "seed": seed, **engine_options}
     if embedding_fraction is not None:  # entries since 0.2 (whole rows before): never resume a folder of rows
         options["embedding_subsampling"] = "entries"
+    if sketch is not None:  # (absent for exact kernels: folders written before sketches existed still resume)
+        options.update(sketch=int(sketch), sketch_seed=int(sketch_seed), sketch_kind="block sign projection")
     train_rows = sample_rows(train)
     rows = train_rows + (sample_rows(test) if test is not None else [])
     n = len(train_rows)
@@ -179,7 +262,8 @@ def _compute_kernels_locked(clf, train, test, folder: Path, train_indices, test_
                          "use a new folder")
     if old is not None and old.get("complete"):
         return load_kernels(folder)
-    engine = LogitGradients(clf, rows, split=n, dtype=dtype, memory_budget=memory_budget,
+    engine = LogitGradients(clf, rows, split=n, dtype=dtype,
+                            memory_budget=_engine_budget(memory_budget, sketch, len(rows) * clf.head.out_features),
                             embedding_fraction=embedding_fraction, seed=seed, **engine_options)
     C = engine.num_labels
     meta = {"ordering": ORDERING, "num_labels": C,
@@ -188,13 +272,14 @@ def _compute_kernels_locked(clf, train, test, folder: Path, train_indices, test_
                              else list(range(engine.num_samples - n))),
             "options": options, "signature": signature, "groups": engine.group_names, "done": 0,
             "complete": False}
-    K = np.zeros((engine.num_samples * C, n * C))
+    acc = _Accumulator(engine, n, sketch, sketch_seed)
     if old is not None:
         if old.get("groups") != meta["groups"]:
             raise ValueError(f"{folder}: the parameter groups differ from the interrupted run; use a new folder")
         if state_path.exists():
             with np.load(state_path) as st:
-                K, meta["done"] = st["K"], int(st["done"])
+                acc.load(st["K"])
+                meta["done"] = int(st["done"])
 
     def save_meta() -> None:
         _atomic(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1, allow_nan=False)))
@@ -202,22 +287,24 @@ def _compute_kernels_locked(clf, train, test, folder: Path, train_indices, test_
     save_meta()
     total = len(engine.group_names)
     done = meta["done"]
-    Kt = torch.from_numpy(K)
+    saved = time.monotonic()
     for block in engine.blocks(skip=engine.group_names[:done]):
-        Kt += block.gram(n)
+        acc.add(block)
         name = block.name
         del block  # free its gradients before the next block is made
         done += 1
 
         def write_state(tmp, done=done):
             with open(tmp, "wb") as fh:
-                np.savez(fh, K=K, done=np.int64(done))
-        _atomic(state_path, write_state)  # the state file is the truth for resuming; meta mirrors it
-        meta["done"] = done
-        save_meta()
+                np.savez(fh, K=acc.state, done=np.int64(done))
+        if sketch is None or time.monotonic() - saved >= state_seconds:
+            _atomic(state_path, write_state)  # the state file is the truth for resuming; meta mirrors it
+            meta["done"] = done
+            save_meta()
+            saved = time.monotonic()
         if progress is not None:
             progress(done, total, name)
-    kernels = _assemble(engine, K, n)
+    kernels = _assemble(engine, acc.result(), n)
     for name in ("P_train", "F_train", "P_test", "F_test", "features_train", "features_test"):
         value = getattr(kernels, name)
         if value is not None:

@@ -35,6 +35,10 @@ def _pct(x) -> str:
     return "-" if x is None else f"{100 * x:.2f}"
 
 
+def _rank(rank) -> str:
+    return "n/a (sketch)" if rank is None else str(rank)
+
+
 def summary_markdown(stats: dict, paper: dict | None = None) -> str:
     """The Table-2-shaped Markdown summary of a ``stats.json`` dict; ``paper``: e.g. :data:`PAPER_CB`."""
     s = stats
@@ -44,10 +48,12 @@ def summary_markdown(stats: dict, paper: dict | None = None) -> str:
              "| kernel | rank | FN | entry acc train / test (%) | argmax acc train / test (%) |",
              "|---|---|---|---|---|"]
     for name, k in s["kernels"].items():
-        lines.append(f"| {NAMES.get(name, name)} | {k['rank']} / {k['size']} | {k['frobenius']:.4g} | "
+        lines.append(f"| {NAMES.get(name, name)} | {_rank(k['rank'])} / {k['size']} | {k['frobenius']:.4g} | "
                      f"{_pct(k['entry_train'])} / {_pct(k['entry_test'])} | "
                      f"{_pct(k['argmax_train'])} / {_pct(k['argmax_test'])} |")
     chance = next(iter(s["kernels"].values()))["entry_chance"]
+    if s.get("sketch_note"):
+        lines += ["", f"**Sketched**: {s['sketch_note']}."]
     lines += ["", f"**FT ratio**: {s['ft_ratio']:.4f}", "",
               f"- Rank tolerance: {s['rank_tolerance']}.",
               f"- Entry accuracy: the authors' definition, a binary classifier over (sample, class) entries; "
@@ -67,7 +73,7 @@ def summary_markdown(stats: dict, paper: dict | None = None) -> str:
 
             def acc(key):
                 return f"{p[key]:.2f}" if key in p else "-"
-            lines.append(f"| {NAMES[name]} | {p.get('rank', '-')} / {o['rank']} | "
+            lines.append(f"| {NAMES[name]} | {p.get('rank', '-')} / {_rank(o['rank'])} | "
                          f"{p['frobenius']:.4g} / {o['frobenius']:.4g} | {acc('entry_train')} / "
                          f"{_pct(o['entry_train'])} | {acc('entry_test')} / {_pct(o['entry_test'])} |")
         lines += [f"| FT ratio | {ref['ft_ratio']:.4f} / {s['ft_ratio']:.4f} | | | |", "",

@@ -207,7 +207,8 @@ def _rescaled(stats: dict) -> bool:
 
 def _ntk_key(stats: dict) -> tuple:
     """Folders comparable with each other: same model, task and samples."""
-    return (stats["task"], stats["model"], tuple(stats.get("train_indices", ())), stats.get("embedding_fraction"))
+    return (stats["task"], stats["model"], tuple(stats.get("train_indices", ())), stats.get("embedding_fraction"),
+            stats.get("sketch"))
 
 
 def ntk_rows(folders) -> list[dict]:

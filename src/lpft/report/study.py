@@ -124,7 +124,7 @@ def _ntk_section(rows: list[dict]) -> list[str]:
     def change(r):
         return DASH if r["feature_change"] is None else f"{fmt_number(r['feature_change'])} ({r['optimizer']})"
 
-    table = [[LABEL[r["method"]], str(r["seed"]), norm(r), f"{r['rank_P']} / {r['rank_F']} / {r['rank_P+F']}",
+    table = [[LABEL[r["method"]], str(r["seed"]), norm(r), " / ".join(DASH if r[k] is None else str(r[k]) for k in ("rank_P", "rank_F", "rank_P+F")),
               fmt_number(r["fn_P+F"]), f"{r['ft_ratio']:.4f}", change(r), f"`{r['folder']}`"] for r in rows]
     return ["eNTK at the start of fine-tuning (paper Table 2). A rescaled head norm is a claim-5 start; the feature "
             "change is ‖Φ − Φ0‖_F on the test samples after one real epoch of the named optimiser, where measured.",

@@ -30,7 +30,8 @@ def cache_path(ws: Workspace):
 
 
 def ntk_folder(out: str | Path, cfg: RunConfig, n_train: int, n_test: int, memory_budget: int,
-               embedding_fraction: float | None, sample: str = "random") -> Path:
+               embedding_fraction: float | None, sample: str = "random", sketch: int | None = None,
+               sketch_seed: int | None = None) -> Path:
     """The folder of one kernel computation: keyed on the run options (``run_key``) and on every option that
     changes the kernels, so a small trial and the full computation never collide. The Eq. 1 / Eq. 2 options only
     change ``stats.json`` and ``summary.md``, which every command rewrites (and which record them)."""
@@ -38,6 +39,8 @@ def ntk_folder(out: str | Path, cfg: RunConfig, n_train: int, n_test: int, memor
 
     options = {"run": cfg.run_key(), "n_train": n_train, "n_test": n_test, "memory_budget": memory_budget,
                "embedding_fraction": embedding_fraction, "sample": sample}
+    if sketch is not None:  # (exact kernels keep the keys they had before sketches existed)
+        options.update(sketch=sketch, sketch_seed=cfg.seed if sketch_seed is None else sketch_seed)
     key = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
     return Path(out) / cfg.task / "ntk" / f"{ntk_prefix(cfg)}{n_train}x{n_test}-{key}"
 
@@ -123,7 +126,8 @@ class NtkJob:
 
         n_train, n_test = self.sizes(ws)
         return ntk_folder(ws.out, self.config, n_train, n_test, self.settings.memory_budget or DEFAULT_MEMORY_BUDGET,
-                          self.settings.embedding_fraction, self.settings.sample)
+                          self.settings.embedding_fraction, self.settings.sample, self.settings.sketch,
+                          self.settings.sketch_seed)
 
     def sizes(self, ws: Workspace) -> tuple[int, int]:
         """The numbers of train / test samples used: n_train / n_test, as far as the splits reach."""
@@ -164,8 +168,10 @@ class NtkJob:
 
 def kernel_settings(s: NtkSpec) -> dict:
     """The settings one eNTK's files depend on, as they read back from JSON (lists, not tuples)."""
-    return json.loads(json.dumps({k: v for k, v in dataclasses.asdict(s).items()
-                                  if k not in ("tasks", "methods", "seeds")}))
+    settings = {k: v for k, v in dataclasses.asdict(s).items() if k not in ("tasks", "methods", "seeds")}
+    if s.sketch is None:  # exact: the settings as recorded before sketches existed (finished eNTKs stay done)
+        del settings["sketch"], settings["sketch_seed"]
+    return json.loads(json.dumps(settings))
 
 
 def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, folder: Path, log=print) -> Path:
@@ -185,6 +191,7 @@ def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, folder: Path, log=pri
     from ..runs import prepare, start_of_fine_tuning
 
     started = time.perf_counter()
+    sketch_seed = cfg.seed if s.sketch_seed is None else s.sketch_seed
     prep = prepare(cfg, ws.data_dir)
     train_idx = sample_indices(len(prep.splits["train"]), s.n_train, cfg.seed, s.sample, stream=0)
     test_idx = sample_indices(len(prep.splits["test"]), s.n_test, cfg.seed, s.sample, stream=1)
@@ -207,7 +214,7 @@ def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, folder: Path, log=pri
             k = compute_kernels_to_dir(
                 clf, train, test, folder, train_indices=train_idx, test_indices=test_idx,
                 memory_budget=s.memory_budget or DEFAULT_MEMORY_BUDGET, embedding_fraction=s.embedding_fraction,
-                seed=cfg.seed, progress=progress, lock_root=ws.out)
+                seed=cfg.seed, progress=progress, lock_root=ws.out, sketch=s.sketch, sketch_seed=sketch_seed)
         except ValueError as err:  # another model / sample set / options in that folder
             raise ConfigError(f"{err} (or pass another --out)") from None
 
@@ -218,6 +225,7 @@ def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, folder: Path, log=pri
              "labels": labels, "n_train": len(train_idx), "n_test": len(test_idx),
              "sample": s.sample, "train_indices": train_idx, "test_indices": test_idx, "warnings": notes,
              "kernel_scaling": s.kernel_scaling, "embedding_fraction": s.embedding_fraction,
+             "sketch": s.sketch, "sketch_seed": sketch_seed if s.sketch is not None else None,
              # the head FT starts from (claim 5's SGD side: `lpft claims` pairs it with the measured change)
              "start_head_norm": float(clf.head.weight.detach().norm()), "head_norm": cfg.head_norm,
              "head_scale": cfg.head_scale,
@@ -225,12 +233,17 @@ def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, folder: Path, log=pri
              "kernel_regression_note": "entry_*: authors' binary classifier over (sample, class) entries, chance "
                                        "1 - 1/C; argmax_*: per-sample argmax against the label",
              "ft_ratio": ft_ratio(k.P_train, k.F_train, delta, C),
+             **({"sketch_note": f"F estimated from {s.sketch}-dimensional sign projections of the gradients "
+                                f"(lpft.ntk.sketch, seed {sketch_seed}); ranks of F and P+F are not estimable "
+                                "from a sketch"} if s.sketch is not None else {}),
              "ft_ratio_note": "mean over train x of ||sum_i F(x,x_i) delta_i|| / ||sum_i (P+F)(x,x_i) delta_i||, "
                               "delta from the start-of-FT logits",
              "kernels": {}}
     for name, (Ktr, Kte) in kernels.items():
         kr = kernel_regression(Ktr, train.labels, Kte, test.labels, num_labels=C, scaling=s.kernel_scaling)
-        stats["kernels"][name] = {"rank": numerical_rank(Ktr), "size": int(Ktr.shape[0]),
+        # a sketch's Gram has rank <= K and noise in its tail: no rank is estimable from it (P stays exact)
+        rank = numerical_rank(Ktr) if s.sketch is None or name == "P" else None
+        stats["kernels"][name] = {"rank": rank, "size": int(Ktr.shape[0]),
                                   "frobenius": frobenius_norm(Ktr),
                                   "entry_train": kr.entry_train, "entry_test": kr.entry_test,
                                   "argmax_train": kr.argmax_train, "argmax_test": kr.argmax_test,

@@ -156,6 +156,8 @@ def plan(spec: StudySpec, data_dir: str | None = None) -> Plan:
                               f"{', '.join(KERNEL_SCALINGS)}")
         if n.embedding_fraction is not None and not 0 < n.embedding_fraction <= 1:
             raise ConfigError(f"--embedding-fraction must be in (0, 1], got {n.embedding_fraction}")
+        if n.sketch is not None and n.sketch < 1:
+            raise ConfigError(f"--sketch must be >= 1 (the projection's dimension K), got {n.sketch}")
         if n.memory_budget is not None and n.memory_budget <= 0:
             raise ConfigError(f"--memory-budget must be > 0, got {n.memory_budget}")
         if n.predict_optimizer not in NTK_OPTIMIZERS:
