@@ -70,8 +70,8 @@ def test_precision_option_is_checked_and_keyed():
     from lpft.methods.config import LEGACY_PROTOCOL  # (these leave the key at their legacy values)
 
     fields = {k: v for k, v in json.loads(json.dumps(fp32.__dict__)).items()
-              if k not in ("log_every", "eval_batch_size", "precision", "pooling", "lora_targets", "validation_subset",
-                           "subset_order")
+              if k not in ("log_every", "eval_batch_size", "checkpoint_every", "precision", "pooling", "lora_targets",
+                           "validation_subset", "subset_order")
               and not (k in LEGACY_PROTOCOL and v == LEGACY_PROTOCOL[k])}
     import hashlib
 

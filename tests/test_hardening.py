@@ -188,7 +188,8 @@ def test_json_is_strict(tmp_path):
 
 def test_disk_full_is_one_line_and_the_run_resumes(polarity_csv, tiny_bert_dir, tmp_path, capsys, monkeypatch):
     args = ["train", "--task", "files", "--train-file", polarity_csv, "--model", tiny_bert_dir, "--method", "ft",
-            "--epochs", "1", "--lr", "1e-4", "--max-length", "16", "--out", tmp_path / "runs", "--cache-dir", "none"]
+            "--epochs", "1", "--lr", "1e-4", "--max-length", "16", "--out", tmp_path / "runs", "--cache-dir", "none",
+            "--checkpoint-every", "0"]  # a checkpoint after the epoch: the rerun resumes from it
     real_save = np.save
 
     def full_disk(fh, array, **kwargs):  # the logits are the first arrays written after training
@@ -363,17 +364,18 @@ def test_resume_refuses_changed_training_data(polarity_csv, tiny_bert_dir, tmp_p
     train_file = tmp_path / "train.csv"
     shutil.copy(polarity_csv, train_file)
     args = ["train", "--task", "files", "--train-file", train_file, "--model", tiny_bert_dir, "--method", "ft",
-            "--epochs", "2", "--lr", "1e-4", "--max-length", "16", "--out", tmp_path / "runs", "--cache-dir", "none"]
-    real_save = finetune_module._save_epoch
+            "--epochs", "2", "--lr", "1e-4", "--max-length", "16", "--out", tmp_path / "runs", "--cache-dir", "none",
+            "--checkpoint-every", "0"]
+    real_save = finetune_module._save_checkpoint
 
-    def killed_in_epoch_2(clf, optimizer, scheduler, state_dir, epoch, result, improved):
-        real_save(clf, optimizer, scheduler, state_dir, epoch, result, improved)
+    def killed_in_epoch_2(*args):
+        real_save(*args)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(finetune_module, "_save_epoch", killed_in_epoch_2)
+    monkeypatch.setattr(finetune_module, "_save_checkpoint", killed_in_epoch_2)
     assert main([str(a) for a in args]) == 130
     capsys.readouterr()
-    monkeypatch.setattr(finetune_module, "_save_epoch", real_save)
+    monkeypatch.setattr(finetune_module, "_save_checkpoint", real_save)
 
     lines = train_file.read_text().splitlines()
     train_file.write_text("\n".join([lines[0]] + [line.replace("pos", "tmp").replace("neg", "pos")

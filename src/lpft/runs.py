@@ -11,9 +11,13 @@ A run folder (``<out>/<task>/<method>/<model>-seed<seed>-<key>/``) holds::
     history.json       one row per epoch: train loss, validation metrics, head norms, mean logit norm, seconds
     steps.json         every ``log_every`` steps: loss, head weight / bias norm, mean logit norm of the batch
     logits/            validation.npy, test.npy (N, C) and validation_labels.npy, test_labels.npy
+    timing.json        where the seconds of metrics.json went: {"wall_seconds": s, "phases": {tokenise, model,
+                       features, probe, forward_backward, optimizer, eval, checkpoint, write, other}} (lpft.timing;
+                       the phases add up to the wall time; of the process that finished the run, "resumed" if any)
     metrics.json       {"val": {...}, "test": {...}, "best_epoch": k, "seconds": s} — written last: its presence
                        marks a finished run, which is then reused instead of recomputed
-    state/             resume state while training (removed when finished)
+    state/             resume state while training, written every --checkpoint-every seconds and on SIGINT /
+                       SIGTERM (removed when finished)
 
 Every file is written atomically. Validation of options, data and model happens before the folder is created, so
 bad input leaves nothing behind. ``RunRecord`` checks every file it reads (``lpft.run_files``): a truncated or edited
@@ -26,7 +30,6 @@ import dataclasses
 import os
 import re
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +50,7 @@ from .methods.lp import default_cache_dir, linear_probe, pretrained_features, pr
 from .locks import exclusive, lock_path
 from .run_files import (RunFolderError, check_config, check_head, check_history, check_logits, check_metrics,
                         check_model_header, check_model_state, check_steps)
+from .timing import PhaseTimer, phase
 from .model import (Classifier, extract, init_head, initializer_range, load_tokenizer, max_input_tokens,
                     resolve_device)
 
@@ -143,22 +147,26 @@ def start_of_fine_tuning(cfg: RunConfig, prep: Prepared, cache: Path | None,
     """
     cfg = cfg.resolved()
     task, splits = prep.task, prep.splits
-    clf = Classifier.from_pretrained(cfg.model, task.num_labels, cfg.dropout, cfg.pooling)
-    init_head(clf.head, cfg.seed, cfg.head_init, initializer_range(clf.backbone))
-    clf.to(resolve_device(device))
+    with phase("model"):
+        clf = Classifier.from_pretrained(cfg.model, task.num_labels, cfg.dropout, cfg.pooling)
+        init_head(clf.head, cfg.seed, cfg.head_init, initializer_range(clf.backbone))
+        clf.to(resolve_device(device))
     heads = {"init": _head_tensors(clf)}
     if cfg.uses_lp:
-        feats = pretrained_features(clf, cfg.model, splits["train"], cache, cfg.eval_batch_size, "LP features train",
-                                    cfg.precision)
-        key = pretrained_features_key(clf, cfg.model, splits["train"])
+        with phase("features"):
+            feats = pretrained_features(clf, cfg.model, splits["train"], cache, cfg.eval_batch_size,
+                                        "LP features train", cfg.precision)
+            key = pretrained_features_key(clf, cfg.model, splits["train"])
         key += "" if cfg.precision == "fp32" else f"-{cfg.precision}"
-        weight, bias = linear_probe(feats, splits["train"].labels, task.num_labels, cfg.lp_cs, cfg.lp_folds,
-                                    cfg.lp_max_iter, cache, key)
+        with phase("probe"):
+            weight, bias = linear_probe(feats, splits["train"].labels, task.num_labels, cfg.lp_cs, cfg.lp_folds,
+                                        cfg.lp_max_iter, cache, key)
         set_head(clf, weight, bias)
         heads["lp"] = {"weight": torch.from_numpy(weight), "bias": torch.from_numpy(bias)}
     if cfg.method != "lp":
         if cfg.uses_lora:
-            apply_lora(clf, cfg.lora_r, cfg.lora_alpha, seed=cfg.seed, targets=cfg.lora_targets)
+            with phase("model"):
+                apply_lora(clf, cfg.lora_r, cfg.lora_alpha, seed=cfg.seed, targets=cfg.lora_targets)
         rescale_head(clf, cfg.head_norm, cfg.head_scale)
         heads["start"] = _head_tensors(clf)
     return clf, heads
@@ -225,15 +233,18 @@ def train(cfg: RunConfig, out: str | Path = "runs", data_dir: str | None = None,
     cache = resolve_cache(cache_dir)
     if cache_dir == "default":
         check_writable_folder(cache, "the cache folder ($LPFT_CACHE_DIR or ~/.cache/lpft)")
-    started = time.perf_counter()
-    prep = prepare(cfg, data_dir)  # bad data or tokenizer: an error before anything is written
-    lock = lock_path(folder, root=out)
-    created = [d for d in (lock.parent, *lock.parent.parents) if not d.exists()]
+    timer = PhaseTimer()
+    with timer.active():
+        with phase("tokenise"):
+            prep = prepare(cfg, data_dir)  # bad data or tokenizer: an error before anything is written
+        lock = lock_path(folder, root=out)
+        created = [d for d in (lock.parent, *lock.parent.parents) if not d.exists()]
     try:
         with exclusive(folder, f"waiting for another process training {folder}", root=out):
             if (folder / "metrics.json").exists():  # the process we waited for finished it
                 return _reuse(folder, cfg, data_dir)
-            return _train_locked(cfg, prep, folder, cache, device, started)
+            with timer.active():
+                return _train_locked(cfg, prep, folder, cache, device, timer)
     except BaseException:
         if created and not folder.exists():  # failed before writing anything (e.g. model weights): leave no trace
             lock.unlink(missing_ok=True)
@@ -253,18 +264,19 @@ def _reuse(folder: Path, cfg: RunConfig, data_dir: str | None) -> Path:
 
 
 def _train_locked(cfg: RunConfig, prep: Prepared, folder: Path, cache: Path | None, device: str,
-                  started: float) -> Path:
+                  timer: PhaseTimer) -> Path:
     task, splits = prep.task, prep.splits
     resume_data = _resumable_data(folder)
     if resume_data is not None:  # before the expensive LP: resuming on other data would mix two trainings
         _check_same_data(folder, cfg, resume_data, prep.data_info, finished=False)
     clf, heads = start_of_fine_tuning(cfg, prep, cache, device)
 
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / "config.json", {"config": dataclasses.asdict(cfg), "data": prep.data_info})
-    write_json(folder / "environment.json", environment_info())
-    for stage, tensors in heads.items():
-        save_tensors(folder / "heads" / f"{stage}.safetensors", tensors)
+    with phase("write"):
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / "config.json", {"config": dataclasses.asdict(cfg), "data": prep.data_info})
+        write_json(folder / "environment.json", environment_info())
+        for stage, tensors in heads.items():
+            save_tensors(folder / "heads" / f"{stage}.safetensors", tensors)
 
     def evaluate(logits, labels):
         metrics = compute_metrics(task.metrics, labels, logits)
@@ -274,9 +286,11 @@ def _train_locked(cfg: RunConfig, prep: Prepared, folder: Path, cache: Path | No
         logits = {}
         weight, bias = heads["lp"]["weight"].numpy(), heads["lp"]["bias"].numpy()
         for split in ("validation", "test"):
-            phi = pretrained_features(clf, cfg.model, splits[split], cache, cfg.eval_batch_size, f"LP features {split}",
-                                      cfg.precision)
-            logits[split] = phi.astype(np.float64) @ weight.T + bias
+            with phase("features"):
+                phi = pretrained_features(clf, cfg.model, splits[split], cache, cfg.eval_batch_size,
+                                          f"LP features {split}", cfg.precision)
+            with phase("eval"):
+                logits[split] = phi.astype(np.float64) @ weight.T + bias
         history, steps, best_epoch = [], [], 0
     else:
         result = finetune(clf, splits["train"], splits["validation"], epochs=cfg.epochs, batch_size=cfg.batch_size,
@@ -284,24 +298,30 @@ def _train_locked(cfg: RunConfig, prep: Prepared, folder: Path, cache: Path | No
                           weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
                           data_order=cfg.data_order, log_every=cfg.log_every,
                           eval_batch_size=cfg.eval_batch_size, desc=run_label(cfg), precision=cfg.precision,
-                          on_epoch_end=_exit_hook)
-        save_tensors(folder / "heads" / "ft.safetensors", _head_tensors(clf))
-        logits = {split: extract(clf, splits[split], cfg.eval_batch_size, desc=f"evaluate {split}", logits=True,
-                                 precision=cfg.precision)[1] for split in ("validation", "test")}
+                          on_epoch_end=_exit_hook, checkpoint_every=cfg.checkpoint_every)
+        with phase("write"):
+            save_tensors(folder / "heads" / "ft.safetensors", _head_tensors(clf))
+        with phase("eval"):
+            logits = {split: extract(clf, splits[split], cfg.eval_batch_size, desc=f"evaluate {split}", logits=True,
+                                     precision=cfg.precision)[1] for split in ("validation", "test")}
         history, steps, best_epoch = result.history, result.steps, result.best_epoch
 
-    save_tensors(folder / "model.safetensors", trainable_state(clf) if cfg.method != "lp" else
-                 {"head.weight": clf.head.weight, "head.bias": clf.head.bias})
-    for split, values in logits.items():
-        save_array(folder / "logits" / f"{split}.npy", values)
-        save_array(folder / "logits" / f"{split}_labels.npy", splits[split].labels)
-    write_json(folder / "history.json", history)
-    write_json(folder / "steps.json", steps)
-    metrics = {"val": evaluate(logits["validation"], splits["validation"].labels)[1],
-               "test": evaluate(logits["test"], splits["test"].labels)[1],
-               "best_epoch": best_epoch, "seconds": time.perf_counter() - started}
+    with phase("write"):
+        save_tensors(folder / "model.safetensors", trainable_state(clf) if cfg.method != "lp" else
+                     {"head.weight": clf.head.weight, "head.bias": clf.head.bias})
+        for split, values in logits.items():
+            save_array(folder / "logits" / f"{split}.npy", values)
+            save_array(folder / "logits" / f"{split}_labels.npy", splits[split].labels)
+        write_json(folder / "history.json", history)
+        write_json(folder / "steps.json", steps)
+    with phase("eval"):
+        metrics = {"val": evaluate(logits["validation"], splits["validation"].labels)[1],
+                   "test": evaluate(logits["test"], splits["test"].labels)[1], "best_epoch": best_epoch}
+    timing = timer.summary()
+    metrics["seconds"] = timing["wall_seconds"]
+    write_json(folder / "timing.json", {**timing, "resumed": resume_data is not None})
     write_json(folder / "metrics.json", metrics)
-    if (folder / "state").exists():
+    if (folder / "state").exists():  # only after a checkpoint (SIGINT / SIGTERM, or a run of many minutes)
         import shutil
 
         shutil.rmtree(folder / "state")

@@ -1,6 +1,11 @@
-"""The training loop itself: best-epoch restore, linear decay to 0, clipping, batch orders, and that it learns."""
+"""The training loop itself: best-epoch restore, linear decay to 0, clipping, batch orders, that it learns, the
+checkpoint policy and stopping on SIGINT / SIGTERM."""
 
 from __future__ import annotations
+
+import json
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -179,3 +184,84 @@ def test_protocol_options_are_validated(option, value, message):
     resolved = RunConfig().resolved()
     assert (resolved.head_init, resolved.max_grad_norm, resolved.data_order) == ("normal", 1.0, "length")
     assert RunConfig(max_grad_norm=None).resolved().max_grad_norm == 0.0
+
+
+# ---------------------------------------------------------------- checkpoint policy and stopping on a signal
+
+def train_toy(state_dir, on_forward=None, **kw):
+    """4 epochs of 3 batches on the toy task (dropout on: resuming must restore the RNG as well)."""
+    clf = tiny()
+
+    def hook(module, args):
+        if on_forward is not None and module.training:
+            on_forward()
+
+    clf.register_forward_pre_hook(hook)
+    options = dict(epochs=4, batch_size=8, lr=1e-3, seed=0, evaluate=accuracy, state_dir=state_dir, log_every=1)
+    result = finetune(clf, toy_task(20, 0), toy_task(6, 1), **{**options, **kw})
+    return clf, result
+
+
+def same_training(a, b):
+    (clf_a, res_a), (clf_b, res_b) = a, b
+    strip = lambda hist: [{k: v for k, v in h.items() if k != "seconds"} for h in hist]  # noqa: E731
+    assert strip(res_a.history) == strip(res_b.history) and res_a.steps == res_b.steps
+    assert (res_a.best_epoch, res_a.best_metric) == (res_b.best_epoch, res_b.best_metric)
+    state_a, state_b = trainable_state(clf_a), trainable_state(clf_b)
+    assert all(torch.equal(state_a[n], state_b[n]) for n in state_a)  # bit for bit
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """A run under the default policy, and its state folder (300 s between checkpoints: none in a run of seconds)."""
+    state_dir = tmp_path_factory.mktemp("whole")
+    return train_toy(state_dir), state_dir
+
+
+# SIGTERM inside epoch 2 (after its batch 2 of 3), SIGINT in the last batch of epoch 2
+@pytest.mark.parametrize("signum, at_forward", [(signal.SIGTERM, 5), (signal.SIGINT, 6)])
+def test_a_signal_stops_after_the_step_with_a_checkpoint_and_resuming_changes_nothing(signum, at_forward, tmp_path,
+                                                                                      capsys, uninterrupted):
+    calls = iter(range(1, 100))
+
+    def send_signal():
+        if next(calls) == at_forward:
+            os.kill(os.getpid(), signum)
+
+    before = signal.getsignal(signum)
+    with pytest.raises(KeyboardInterrupt):
+        train_toy(tmp_path / "stopped", send_signal)
+    assert signal.getsignal(signum) is before  # the handler is put back
+    progress = json.loads((tmp_path / "stopped" / "progress.json").read_text())
+    # the step that was running when the signal came was finished first
+    assert (progress["epoch"], progress["batch"]) == ((1, 2) if at_forward == 5 else (2, 0))
+    assert len(progress["steps"]) == at_forward
+    assert not capsys.readouterr().out.count("epoch 3/4")
+    resumed = train_toy(tmp_path / "stopped")
+    assert ("resuming in epoch 2 after batch 2" if at_forward == 5 else "resuming after epoch 2") in \
+        capsys.readouterr().out
+    same_training(uninterrupted[0], resumed)
+
+
+def test_checkpoints_are_written_by_time_and_the_best_weights_once(tmp_path, monkeypatch, uninterrupted):
+    import lpft.methods.finetune as finetune_module
+
+    written = []
+    real_save = finetune_module._save_checkpoint
+
+    def save(*args):
+        real_save(*args)
+        written.append(sorted(p.name for p in args[3].iterdir()))
+
+    monkeypatch.setattr(finetune_module, "_save_checkpoint", save)
+    assert not list(uninterrupted[1].iterdir())  # the default policy wrote nothing
+    every_epoch = train_toy(tmp_path / "every", checkpoint_every=0)  # lpft 0.2's policy
+    assert len(written) == 4
+    for files in written:  # the latest weights and optimiser state, the best epoch's weights, the pointer
+        assert len(files) == 4 and "progress.json" in files and sum(f.startswith("best-") for f in files) == 1
+    same_training(uninterrupted[0], every_epoch)
+    with pytest.raises(Exception, match="--checkpoint-every must be a number of seconds >= 0"):
+        from lpft.methods.config import RunConfig
+
+        RunConfig(checkpoint_every=-1).resolved()
+    assert RunConfig(checkpoint_every=5).resolved().run_key() == RunConfig().resolved().run_key()

@@ -50,6 +50,15 @@ def test_each_method_writes_a_complete_record(method, toy_files, tiny_model_dir,
     logits, labels = rec.logits("test")
     assert logits.shape == (18, 3) and labels.shape == (18,)
     assert rec.config.method == method and not (folder / "state").exists()
+    # every second of the run in one phase: the phases add up to the wall time metrics.json reports
+    timing = json.loads((folder / "timing.json").read_text())
+    assert timing["wall_seconds"] == rec.metrics["seconds"] and timing["resumed"] is False
+    assert sum(timing["phases"].values()) == pytest.approx(timing["wall_seconds"], rel=1e-9)
+    assert min(timing["phases"].values()) >= 0
+    busy = {p for p, seconds in timing["phases"].items() if seconds > 0}
+    assert {"tokenise", "model", "eval", "write"} <= busy
+    assert (("features" in busy and "probe" in busy) == rec.config.uses_lp
+            and ("forward_backward" in busy and "optimizer" in busy) == (method != "lp"))
     if method == "lp":
         assert rec.history == [] and rec.metrics["best_epoch"] == 0
     else:
@@ -92,20 +101,20 @@ def test_same_seed_same_numbers(toy_files, tiny_bert_dir, tmp_path):
 
 
 def test_resume_equals_uninterrupted(toy_files, tiny_bert_dir, tmp_path, monkeypatch):
-    cfg = config(toy_files, tiny_bert_dir, "ft", epochs=3)
+    cfg = config(toy_files, tiny_bert_dir, "ft", epochs=3, checkpoint_every=0)  # a checkpoint every epoch
     whole = RunRecord(run(cfg, tmp_path / "whole"))
 
-    real_save = finetune_module._save_epoch
+    real_save = finetune_module._save_checkpoint
 
-    def crash_after_epoch_2(clf, optimizer, scheduler, state_dir, epoch, result, improved):
-        real_save(clf, optimizer, scheduler, state_dir, epoch, result, improved)
+    def crash_after_epoch_2(clf, optimizer, scheduler, state_dir, result, epoch, *args):
+        real_save(clf, optimizer, scheduler, state_dir, result, epoch, *args)
         if epoch == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(finetune_module, "_save_epoch", crash_after_epoch_2)
+    monkeypatch.setattr(finetune_module, "_save_checkpoint", crash_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):
         run(cfg, tmp_path / "killed")
-    monkeypatch.setattr(finetune_module, "_save_epoch", real_save)
+    monkeypatch.setattr(finetune_module, "_save_checkpoint", real_save)
     resumed = RunRecord(run(cfg, tmp_path / "killed"))
 
     np.testing.assert_array_equal(whole.logits("test")[0], resumed.logits("test")[0])

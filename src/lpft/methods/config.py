@@ -51,6 +51,10 @@ FT_ONLY_FIELDS = ("seed", "epochs", "batch_size", "lr", "weight_decay", "dropout
 # What runs made before head_init / max_grad_norm / data_order existed did (RunRecord fills these in for them).
 LEGACY_PROTOCOL = {"head_init": "uniform", "max_grad_norm": 0.0, "data_order": "length", "subset_order": "first"}
 
+# Options that change no number (logging, evaluation batching, how often resume state is written): not in the run
+# key, so runs differing only in them are the same run.
+NOT_IN_KEY = ("log_every", "eval_batch_size", "checkpoint_every")
+
 # Tasks whose default schedule is shortened so the default `lpft train` finishes in minutes on 2 CPU cores.
 QUICK_DEFAULTS = {"bbc-news": {"epochs": 1, "max_length": 64}}
 
@@ -124,6 +128,10 @@ class RunConfig:
     """batch size for feature extraction and evaluation"""
     log_every: int = 10
     """log head norms, logit norm and loss every N optimisation steps"""
+    checkpoint_every: float = 300.0
+    """seconds between resume checkpoints of fine-tuning (weights and optimiser state: ~270 MB for MiniLM FT),
+    checked at the end of each epoch; 0: after every epoch (lpft 0.2). SIGINT / SIGTERM always write one before
+    stopping, after the current step. Not part of the run key: it changes no number (default: 300)"""
     train_file: str | None = None
     """with --task files: the training file (CSV, TSV or JSONL)"""
     validation_file: str | None = None
@@ -169,6 +177,9 @@ class RunConfig:
         _check_positive(cfg, "epochs", "batch_size", "lr", "max_length", "lora_r", "lora_alpha", "lp_cs",
                         "lp_folds", "lp_max_iter", "head_norm", "head_scale", "train_subset", "eval_subset",
                         "validation_subset", "eval_batch_size", "log_every")
+        if not (math.isfinite(cfg.checkpoint_every) and cfg.checkpoint_every >= 0):
+            raise ConfigError(f"--checkpoint-every must be a number of seconds >= 0 (0: after every epoch), got "
+                              f"{cfg.checkpoint_every}")
         if cfg.weight_decay < 0:
             raise ConfigError(f"--weight-decay must be >= 0, got {cfg.weight_decay}")
         if cfg.head_init not in HEAD_INITS:
@@ -219,7 +230,7 @@ class RunConfig:
     def run_key(self) -> str:
         """Hash of everything that changes the numbers (not logging or batch size for evaluation)."""
         fields = dataclasses.asdict(self)
-        for cosmetic in ("log_every", "eval_batch_size"):
+        for cosmetic in NOT_IN_KEY:
             fields.pop(cosmetic)
         if fields.get("precision") == "fp32":  # added later: fp32 runs keep the keys they had before the option
             fields.pop("precision")

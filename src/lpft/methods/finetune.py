@@ -7,13 +7,19 @@ The loop trains whatever parameters have ``requires_grad`` (all of them for FT; 
 evaluates the validation metric after every epoch and keeps the best epoch's weights.
 
 Resumable and deterministic: the data order of epoch ``e`` is a function of ``(seed, e)`` and the dropout RNG is
-reseeded from ``(seed, e)`` at each epoch start, so a run resumed from its last finished epoch (weights + optimizer
-+ scheduler saved atomically after every epoch) ends with the same numbers as an uninterrupted one.
+reseeded from ``(seed, e)`` at each epoch start, so a run resumed from a checkpoint (weights + optimizer +
+scheduler, and the RNG state when taken inside an epoch, saved atomically) ends with the same numbers as an
+uninterrupted one. Checkpoints cost time (~270 MB for MiniLM FT), so they are written by time, not by epoch
+(``checkpoint_every`` seconds, checked at the end of each epoch), and when the process is asked to stop (SIGINT,
+SIGTERM: after the current step). The best epoch's weights are kept in memory and written once, with the next
+checkpoint; a finished run writes none of it.
 """
 
 from __future__ import annotations
 
 import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +34,7 @@ from ..config import ConfigError
 from ..data.batching import Encoded, iterate, train_batches
 from ..io import atomic_path, load_tensors, read_json, save_tensors, write_json
 from ..model import Classifier, autocast, extract
+from ..timing import phase
 
 
 class TrainingDiverged(ConfigError):
@@ -43,6 +50,7 @@ class FinetuneResult:
     best_metric: float
     history: list[dict] = field(default_factory=list)
     steps: list[dict] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)  # the best epoch's weights
 
 
 def trainable_state(clf: Classifier) -> dict[str, torch.Tensor]:
@@ -84,7 +92,7 @@ def finetune(clf: Classifier, train: Encoded, validation: Encoded | None, *, epo
              weight_decay: float = 0.0, max_grad_norm: float | None = 1.0, data_order: str = "length",
              log_every: int = 10, eval_batch_size: int = 64,
              desc: str = "fine-tune", on_epoch_end: Callable[[int, Classifier], None] | None = None,
-             precision: str = "fp32") -> FinetuneResult:
+             precision: str = "fp32", checkpoint_every: float = 300.0) -> FinetuneResult:
     """Train ``clf`` in place; on return it holds the best epoch's weights.
 
     ``evaluate(logits, labels) -> (primary metric, metrics dict)`` scores the validation set after every epoch.
@@ -95,6 +103,9 @@ def finetune(clf: Classifier, train: Encoded, validation: Encoded | None, *, epo
     (:func:`lpft.data.batching.train_batches`).
     ``precision="bf16"`` runs the forward passes (training and validation) under bf16 autocast; the loss, the
     parameters, their gradients and the optimiser state stay fp32.
+    ``checkpoint_every``: seconds between resume checkpoints, checked at the end of each epoch (0: after every
+    epoch, as lpft 0.2 did). SIGINT / SIGTERM (from the main thread's point of view) stop training after the
+    current step with a checkpoint there, then raise KeyboardInterrupt; a second signal stops at once.
     """
     state_dir = Path(state_dir)
     device = next(clf.parameters()).device
@@ -103,100 +114,193 @@ def finetune(clf: Classifier, train: Encoded, validation: Encoded | None, *, epo
     steps_per_epoch = len(train_batches(train, batch_size, seed, 0, data_order))
     total = steps_per_epoch * epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1.0 - s / total))
-    result, start_epoch = _resume(clf, optimizer, scheduler, state_dir)
-    step = start_epoch * steps_per_epoch
+    with phase("checkpoint"):
+        run = _resume(clf, optimizer, scheduler, state_dir)
+    result = run.result
+    step = run.epoch * steps_per_epoch + run.batch
+    last_checkpoint = time.monotonic()
 
-    for epoch in range(start_epoch, epochs):
-        started = time.perf_counter()
-        torch.manual_seed(seed * 100_003 + epoch)  # dropout stream of this epoch, independent of resume
-        clf.train()
-        losses = []
-        batches = train_batches(train, batch_size, seed, epoch, data_order)
-        bar = tqdm(iterate(train, batches), total=len(batches), desc=f"{desc} {epoch + 1}/{epochs}", leave=False,
-                   unit="batch")
-        for _, batch in bar:
-            batch = {k: v.to(device) for k, v in batch.items()}
-            labels = batch.pop("labels")
-            with autocast(device, precision):
-                logits = clf(**batch)
-            loss = F.cross_entropy(logits.float(), labels)
-            if not torch.isfinite(loss):  # every later number would be NaN: stop before anything records it
-                raise TrainingDiverged(epoch + 1, step + 1, loss.item())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if max_grad_norm:
-                torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            losses.append(loss.item())
-            if step % log_every == 0 or step == 1:
-                result.steps.append(_step_record(clf, step, losses[-1], logits))
-                bar.set_postfix(loss=f"{np.mean(losses[-log_every:]):.4f}")
-        w, b = clf.head_norms()
-        row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "head_weight_norm": w, "head_bias_norm": b}
-        if validation is None:  # nothing to select by: every epoch supersedes the previous one
-            primary, metrics, improved = float(epoch + 1), {}, True
-        else:
-            val_feats, val_logits = extract(clf, validation, eval_batch_size, logits=True, precision=precision)
-            if not np.isfinite(val_logits).all():  # the epoch's last update broke the weights after a finite loss
-                raise TrainingDiverged(epoch + 1, step, float(val_logits[~np.isfinite(val_logits)][0]),
-                                       "validation logit")
-            primary, metrics = evaluate(val_logits, validation.labels)
-            row.update(validation=metrics, mean_logit_norm=float(np.linalg.norm(val_logits, axis=1).mean()))
-            improved = primary > result.best_metric
-        result.history.append({**row, "seconds": time.perf_counter() - started})
-        if improved:
-            result.best_epoch, result.best_metric = epoch + 1, float(primary)
-        _save_epoch(clf, optimizer, scheduler, state_dir, epoch + 1, result, improved)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1, clf)
-        tqdm.write(epoch_line(desc, epoch + 1, epochs, float(np.mean(losses)), metrics, improved))
+    with _StopOnSignal() as stop:
+        for epoch in range(run.epoch, epochs):
+            started = time.perf_counter() - (run.epoch_seconds if epoch == run.epoch else 0.0)
+            skip = run.batch if epoch == run.epoch else 0
+            if skip:  # resumed inside this epoch: the dropout stream goes on where it stopped
+                _set_rng_state(run.rng, device)
+            else:
+                torch.manual_seed(seed * 100_003 + epoch)  # dropout stream of this epoch, independent of resume
+            clf.train()
+            losses = list(run.epoch_losses) if skip else []
+            batches = train_batches(train, batch_size, seed, epoch, data_order)
+            bar = tqdm(iterate(train, batches[skip:]), total=len(batches), initial=skip,
+                       desc=f"{desc} {epoch + 1}/{epochs}", leave=False, unit="batch")
+            for done, (_, batch) in enumerate(bar, start=skip + 1):
+                with phase("forward_backward"):
+                    batch = {k: v.to(device) for k, v in batch.items()}
+                    labels = batch.pop("labels")
+                    with autocast(device, precision):
+                        logits = clf(**batch)
+                    loss = F.cross_entropy(logits.float(), labels)
+                    if not torch.isfinite(loss):  # every later number would be NaN: stop before anything records it
+                        raise TrainingDiverged(epoch + 1, step + 1, loss.item())
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    losses.append(loss.item())
+                with phase("optimizer"):
+                    if max_grad_norm:
+                        torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                step += 1
+                if step % log_every == 0 or step == 1:
+                    result.steps.append(_step_record(clf, step, losses[-1], logits))
+                    bar.set_postfix(loss=f"{np.mean(losses[-log_every:]):.4f}")
+                if stop.requested and done < len(batches):  # mid-epoch: the position, the losses, the RNG
+                    with phase("checkpoint"):
+                        _save_checkpoint(clf, optimizer, scheduler, state_dir, result, epoch, done, losses,
+                                         time.perf_counter() - started, device)
+                    raise KeyboardInterrupt
+            w, b = clf.head_norms()
+            row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "head_weight_norm": w,
+                   "head_bias_norm": b}
+            if validation is None:  # nothing to select by: every epoch supersedes the previous one
+                primary, metrics, improved = float(epoch + 1), {}, True
+            else:
+                with phase("eval"):
+                    val_feats, val_logits = extract(clf, validation, eval_batch_size, logits=True,
+                                                    precision=precision)
+                    if not np.isfinite(val_logits).all():  # the epoch's last update broke the weights
+                        raise TrainingDiverged(epoch + 1, step, float(val_logits[~np.isfinite(val_logits)][0]),
+                                               "validation logit")
+                    primary, metrics = evaluate(val_logits, validation.labels)
+                row.update(validation=metrics, mean_logit_norm=float(np.linalg.norm(val_logits, axis=1).mean()))
+                improved = primary > result.best_metric
+            result.history.append({**row, "seconds": time.perf_counter() - started})
+            if improved:
+                with phase("checkpoint"):  # in memory; written with the next resume checkpoint, once
+                    result.best_epoch, result.best_metric = epoch + 1, float(primary)
+                    result.best_state = trainable_state(clf)
+            due = time.monotonic() - last_checkpoint >= checkpoint_every
+            if due or stop.requested:
+                with phase("checkpoint"):
+                    _save_checkpoint(clf, optimizer, scheduler, state_dir, result, epoch + 1, 0, [], 0.0, device)
+                last_checkpoint = time.monotonic()
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, clf)
+            tqdm.write(epoch_line(desc, epoch + 1, epochs, float(np.mean(losses)), metrics, improved))
+            if stop.requested:
+                raise KeyboardInterrupt
 
-    load_trainable_state(clf, load_tensors(state_dir / "best.safetensors"))
+    if result.best_state is not None:
+        with phase("checkpoint"):
+            load_trainable_state(clf, result.best_state)
     return result
 
 
-def _save_epoch(clf, optimizer, scheduler, state_dir: Path, epoch: int, result: FinetuneResult, improved: bool):
-    """Write this epoch's state, then the progress pointer, then drop the previous epoch's files."""
-    state = trainable_state(clf)
-    save_tensors(state_dir / f"epoch-{epoch}.safetensors", state)
-    with atomic_path(state_dir / f"epoch-{epoch}-optimizer.pt") as tmp:
+class _StopOnSignal:
+    """While training: SIGINT / SIGTERM set ``requested`` (the loop checkpoints after the current step and stops);
+    a second signal raises KeyboardInterrupt at once. Outside the main thread (where Python cannot install signal
+    handlers, e.g. some Ray or notebook setups) it does nothing and signals act as usual."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        tqdm.write(f"{signal.Signals(signum).name}: stopping after this step with a resume checkpoint "
+                   "(send it again to stop at once)")
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
+@dataclass
+class _Resumed:
+    result: FinetuneResult
+    epoch: int = 0  # finished epochs
+    batch: int = 0  # finished batches of the next epoch (a checkpoint taken on a signal)
+    epoch_losses: list = field(default_factory=list)
+    epoch_seconds: float = 0.0
+    rng: dict | None = None
+
+
+def _rng_state(device) -> dict:
+    state = {"cpu": torch.get_rng_state()}
+    if torch.device(device).type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _save_checkpoint(clf, optimizer, scheduler, state_dir: Path, result: FinetuneResult, epoch: int, batch: int,
+                     epoch_losses: list, epoch_seconds: float, device) -> None:
+    """The resume state after ``epoch`` finished epochs and ``batch`` batches of the next: the trainable weights,
+    optimiser + scheduler (+ RNG inside an epoch), the best weights if not written yet, then the progress pointer
+    naming those files (written last, atomically), then the files it no longer names are removed."""
+    step = scheduler.last_epoch
+    weights, opt = f"weights-{step}.safetensors", f"optimizer-{step}.pt"
+    save_tensors(state_dir / weights, trainable_state(clf))
+    with atomic_path(state_dir / opt) as tmp:
         # torch format is unavoidable for optimizer state; it holds only tensors and numbers and is read back
         # with weights_only=True, so loading it cannot run code.
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp)
-    if improved:
-        save_tensors(state_dir / f"best-{epoch}.safetensors", state)
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    **({"rng": _rng_state(device)} if batch else {})}, tmp)
+    best = f"best-{result.best_epoch}.safetensors" if result.best_state is not None else None
+    if best is not None and not (state_dir / best).exists():  # each best epoch's weights are written once
+        save_tensors(state_dir / best, result.best_state)
     write_json(state_dir / "progress.json", {
-        "epoch": epoch, "best_epoch": result.best_epoch, "best_metric": result.best_metric,
-        "history": result.history, "steps": result.steps,
+        "epoch": epoch, "batch": batch, "weights": weights, "optimizer": opt, "best": best,
+        "best_epoch": result.best_epoch, "best_metric": result.best_metric, "history": result.history,
+        "steps": result.steps, "epoch_losses": epoch_losses, "epoch_seconds": epoch_seconds,
     })
-    if improved:  # the pointer now names this epoch as best: make best.safetensors follow it
-        (state_dir / f"best-{epoch}.safetensors").replace(state_dir / "best.safetensors")
-    for old in (f"epoch-{epoch - 1}.safetensors", f"epoch-{epoch - 1}-optimizer.pt"):
-        (state_dir / old).unlink(missing_ok=True)
+    for path in state_dir.iterdir():
+        if path.name not in {"progress.json", weights, opt, best}:
+            path.unlink(missing_ok=True)
 
 
-def _resume(clf, optimizer, scheduler, state_dir: Path) -> tuple[FinetuneResult, int]:
+def _resume(clf, optimizer, scheduler, state_dir: Path) -> _Resumed:
     progress_path = state_dir / "progress.json"
     if not progress_path.exists():
         if state_dir.exists():
             shutil.rmtree(state_dir)
         state_dir.mkdir(parents=True)
-        return FinetuneResult(best_epoch=0, best_metric=-np.inf), 0
+        return _Resumed(FinetuneResult(best_epoch=0, best_metric=-np.inf))
     progress = read_json(progress_path)
-    epoch = progress["epoch"]
-    best = state_dir / f"best-{progress['best_epoch']}.safetensors"
-    if best.exists():  # killed between writing the pointer and renaming the best weights
-        best.replace(state_dir / "best.safetensors")
-    load_trainable_state(clf, load_tensors(state_dir / f"epoch-{epoch}.safetensors"))
-    saved = torch.load(state_dir / f"epoch-{epoch}-optimizer.pt", weights_only=True)
+    epoch, batch = progress["epoch"], progress.get("batch", 0)
+    if "weights" in progress:
+        weights, opt, best = progress["weights"], progress["optimizer"], progress["best"]
+    else:  # resume state of lpft 0.2 (a checkpoint after every epoch; best.safetensors renamed after the pointer)
+        weights, opt, best = f"epoch-{epoch}.safetensors", f"epoch-{epoch}-optimizer.pt", "best.safetensors"
+        if (state_dir / f"best-{progress['best_epoch']}.safetensors").exists():
+            best = f"best-{progress['best_epoch']}.safetensors"
+    load_trainable_state(clf, load_tensors(state_dir / weights))
+    saved = torch.load(state_dir / opt, weights_only=True)
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
-    tqdm.write(f"resuming after epoch {epoch} from {state_dir}")
+    where = f"in epoch {epoch + 1} after batch {batch}" if batch else f"after epoch {epoch}"
+    tqdm.write(f"resuming {where} from {state_dir}")
     best_metric = -np.inf if progress["best_metric"] is None else progress["best_metric"]  # -inf is saved as null
-    return FinetuneResult(progress["best_epoch"], best_metric, progress["history"],
-                          progress["steps"]), epoch
+    result = FinetuneResult(progress["best_epoch"], best_metric, progress["history"], progress["steps"],
+                            load_tensors(state_dir / best) if best and (state_dir / best).exists() else None)
+    return _Resumed(result, epoch, batch, progress.get("epoch_losses", []), progress.get("epoch_seconds", 0.0),
+                    saved.get("rng"))
 
 
 def epoch_line(desc: str, epoch: int, epochs: int, train_loss: float, metrics: dict, best: bool) -> str:
