@@ -97,7 +97,7 @@ BAD = [
     ("unknown.csv", "text,label\ngoal,sport\nsoup,drinks\n", ["unknown.csv, line 3", "unknown label 'drinks'"]),
     ("bad.jsonl", '{"text": "goal"}\n{"text": 3}\n', ["bad.jsonl, line 2", "field 'text' is int"]),
     ("nolabel.jsonl", '{"text": "goal", "label": "sport"}\n{"text": "soup"}\n', ["nolabel.jsonl, line 2", "'label'"]),
-    ("columns.csv", "body,label\ngoal,sport\n", ["columns.csv, line 1", "missing column 'text'"]),
+    ("columns.csv", "body,label\ngoal,sport\n", ["columns.csv, line 1", "has columns body, label; expected text column(s) 'text'"]),
     ("notes.txt", "goal\n", ["notes.txt", "unsupported file type '.txt'"]),
 ]
 

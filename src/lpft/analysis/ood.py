@@ -1,18 +1,26 @@
 """Out-of-distribution evaluation of a finished run: its own test split (ID) beside extra test sets (OOD).
 
 An extra set is either a registered task name (its test split; e.g. ``cola-ood`` for a CoLA run) or a CSV / TSV /
-JSONL file. Either way its label names must be the run's label names, so that label id k means the same class: a
-task with another label set, or a file row with an unknown label, is a DataError naming it.
+JSONL file read by :func:`lpft.inference.inputs.read_inputs` (the one reader of ``lpft predict``: the run's task
+release format, its own columns or ``text`` / ``label``; labels as names or ids). Either way its labels must be the
+run's, so that label id k means the same class: a task with another label set, or a file row with an unknown label,
+is a DataError naming it.
 For every set: the run's task metrics, and Table 1's feature statistics of the trained model against the
 pre-trained one on that set (CS, Diff, FDR), so one can see whether features moved less where accuracy held.
+
+A set may lack some of the run's classes (a negative / positive file for a 3-class sentiment model): every
+prediction of an absent class is then wrong, so beside the full accuracy each row has ``accuracy_present``, the
+accuracy of the argmax over the classes present in the set, and ``missing_classes`` names the absent ones.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..data import DataError, Example, compute_metrics, get_task
-from ..data.files import FORMATS, read_rows
+import numpy as np
+
+from ..data import DataError, compute_metrics, get_task
+from ..data.files import FORMATS
 from ..runs import RunRecord
 from .features import feature_statistics
 from .run_features import EvalSet, encode_examples, head_logits, run_features, run_split
@@ -22,28 +30,18 @@ def is_file_spec(spec: str) -> bool:
     return Path(spec).suffix.lower() in FORMATS
 
 
-def file_examples(record: RunRecord, path: str | Path, text_columns: tuple[str, ...] | None = None,
-                  label_column: str | None = None) -> list[Example]:
-    """Examples of a user file labelled with the run's label names (columns default to the run's own)."""
-    labels = record.data["labels"]
-    ids = {name: i for i, name in enumerate(labels)}
-    columns = text_columns or tuple(c.strip() for c in record.config.text_columns.split(","))
-    label_column = label_column or record.config.label_column
-    out = []
-    for where, texts, label in read_rows(Path(path), columns, label_column):
-        if label not in ids:
-            raise DataError(f"{where}: unknown label {label!r} in column {label_column!r}; the run was trained on "
-                            f"labels {', '.join(labels)}")
-        out.append(Example(texts[0], ids[label], texts[1] if len(texts) > 1 else None))
-    return out
-
-
 def resolve_eval_set(record: RunRecord, spec: str, data_dir: str | None = None,
                      text_columns: tuple[str, ...] | None = None, label_column: str | None = None,
                      limit: int | None = None) -> EvalSet:
     """An extra evaluation set from a task name or a file path (first ``limit`` examples if given)."""
     if is_file_spec(spec):
-        name, examples = Path(spec).stem, file_examples(record, spec, text_columns, label_column)
+        from ..inference.inputs import read_inputs
+
+        inputs = read_inputs(record, spec, text_columns, label_column)
+        if inputs.labels is None:
+            raise DataError(f"{spec}: no label column (read as {inputs.read_as}); an evaluation set needs labels: "
+                            "pass --label-column")
+        name, examples = Path(spec).stem, inputs.examples
     else:
         task = get_task(spec, data_dir)
         if list(task.labels) != list(record.data["labels"]):
@@ -62,8 +60,23 @@ def evaluate_set(record: RunRecord, eval_set: EvalSet, role: str, cache_dir=None
     stats = feature_statistics(phi, eval_set.labels, F0=phi0)
     before = feature_statistics(phi0, eval_set.labels)
     return {"set": eval_set.name, "role": role, "n": len(eval_set.labels), **metrics,
+            **present_class_accuracy(logits, eval_set.labels, record.data["labels"]),
             "cs": stats["cs"], "diff": stats["diff"], "fdr": stats["fdr"],
             "cs_pretrained": before["cs"], "fdr_pretrained": before["fdr"]}
+
+
+def present_class_accuracy(logits: np.ndarray, labels: np.ndarray, names: list[str]) -> dict:
+    """``accuracy_present``: accuracy of the argmax over the classes that occur in ``labels`` (the full accuracy when
+    all do); ``missing_classes``: the absent classes' names joined by ``;`` (empty when none).
+
+    >>> logits = np.array([[0.0, 1.0, 5.0], [1.0, 0.0, 5.0]])   # "neutral" wins both, but the set has no neutral
+    >>> present_class_accuracy(logits, np.array([1, 0]), ["negative", "positive", "neutral"])
+    {'accuracy_present': 1.0, 'missing_classes': 'neutral'}
+    """
+    present = np.unique(labels)
+    predicted = present[np.asarray(logits)[:, present].argmax(axis=1)]
+    missing = [name for i, name in enumerate(names) if i not in set(present.tolist())]
+    return {"accuracy_present": float(np.mean(predicted == labels)), "missing_classes": ";".join(missing)}
 
 
 def evaluate_ood(record: RunRecord, specs: list[str], data_dir: str | None = None, cache_dir=None,

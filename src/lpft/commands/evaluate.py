@@ -14,14 +14,19 @@ DESCRIPTION = ("Writes evaluation.csv and report.md to --report (unset: <run>/ev
                "boss-amazon-full next to boss-amazon), ID+OOD for CoLA's mixed test split, OOD for every other set.")
 
 
+OOD_HELP = ("extra test sets: registered task names (their test split, e.g. cola-ood) or CSV / TSV / JSONL files "
+            "(the run's task release format, its own columns, or text / label) with the run's labels, as names or "
+            "ids; a set lacking some classes also gets the accuracy over the classes present")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="a finished run folder")
-    parser.add_argument("--ood", nargs="+", required=True, metavar="SET",
-                        help="extra test sets: registered task names (their test split, e.g. cola-ood) or CSV / TSV "
-                             "/ JSONL files whose labels are the run's label names")
+    parser.add_argument("--ood", nargs="+", required=True, metavar="SET", help=OOD_HELP)
     parser.add_argument("--text-columns", default=None,
-                        help="for files: one text column, or two comma-separated; unset: the run's own")
-    parser.add_argument("--label-column", default=None, help="for files: the label column; unset: the run's own")
+                        help="for files: one text column, or two comma-separated (as for lpft predict); unset: the "
+                             "run's task release format, its own columns, or text (text_pair for pairs)")
+    parser.add_argument("--label-column", default=None,
+                        help="for files: the label column; unset: the release's or the run's own, else label")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N examples of each extra set; unset: all")
     parser.add_argument("--report", default=None,
                         help="folder for evaluation.csv and report.md; unset: <run>/evaluation")
@@ -34,12 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..analysis.ood import evaluate_ood
     from ..config import ConfigError
     from ..io import check_writable_folder
     from ..methods.lp import default_cache_dir
-    from ..report.output import report_folder
-    from ..report.tables import fmt_fixed3, fmt_number, markdown_table, write_csv
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be > 0, got {args.limit}")
@@ -50,22 +52,41 @@ def run(args: argparse.Namespace) -> int:
     columns = tuple(parse_list(args.text_columns, "--text-columns", what="a column")) if args.text_columns else None
     cache = cache_arg(args.cache_dir)
     cache = default_cache_dir() if cache == "default" else cache
-    rows = evaluate_ood(record, parse_list(args.ood, "--ood", what="a task name or file"), args.data_dir, cache,
-                        columns, args.label_column, args.limit, args.device)
+    evaluate_and_report(record, parse_list(args.ood, "--ood", what="a task name or file"),
+                        args.report or Path(args.run) / "evaluation", args.data_dir, cache, columns,
+                        args.label_column, args.limit, args.device)
+    return 0
 
+
+def evaluate_and_report(record, specs: list[str], report: str | Path, data_dir: str | None = None, cache=None,
+                        text_columns: tuple[str, ...] | None = None, label_column: str | None = None,
+                        limit: int | None = None, device: str | None = None) -> list[dict]:
+    """Evaluate a finished run on its test split and the sets ``specs``, write ``report``/evaluation.csv and
+    report.md, and print the table (``lpft evaluate`` and ``lpft train --ood``)."""
+    from ..analysis.ood import evaluate_ood
+    from ..report.output import report_folder
+    from ..report.tables import fmt_fixed3, fmt_number, markdown_table, write_csv
+
+    rows = evaluate_ood(record, specs, data_dir, cache, text_columns, label_column, limit, device)
     metrics = record.data["metrics"]
-    header = ["set", "role", "n"] + metrics + ["CS(F)", "CS(F0)", "Diff(F)", "FDR(F)", "FDR(F0)"]
-    table = [[r["set"], r["role"], str(r["n"])] + [f"{r[m]:.4f}" for m in metrics]
+    header = ["set", "role", "n"] + metrics + ["acc (present)", "CS(F)", "CS(F0)", "Diff(F)", "FDR(F)", "FDR(F0)"]
+    table = [[r["set"], r["role"], str(r["n"])] + [f"{r[m]:.4f}" for m in metrics] + [f"{r['accuracy_present']:.4f}"]
              + [fmt_fixed3(r["cs"]), fmt_fixed3(r["cs_pretrained"])]
              + [fmt_number(r[k]) for k in ("diff", "fdr", "fdr_pretrained")] for r in rows]
-    report = Path(args.report or Path(args.run) / "evaluation")
+    notes = [f"{r['set']} has no example of {r['missing_classes'].replace(';', ', ')}: every prediction of "
+             f"{'that class' if ';' not in r['missing_classes'] else 'those classes'} counts as wrong in accuracy; "
+             "acc (present) takes the argmax over the classes present" for r in rows if r["missing_classes"]]
+    report = Path(report)
+    cfg = record.config
     with report_folder(report) as folder:
         write_csv(folder / "evaluation.csv", rows)
-        cfg = record.config
         (folder / "report.md").write_text("\n".join([
             f"# {cfg.method.upper()} on {cfg.task}, seed {cfg.seed}: in- and out-of-distribution", "",
-            f"Run `{record.path}`. F: features of the trained model, F0: of the pre-trained model, on each set.", "",
-            markdown_table(header, table), ""]))
+            f"Run `{record.path}`. F: features of the trained model, F0: of the pre-trained model, on each set. "
+            "acc (present): accuracy of the argmax over the classes present in the set.", "",
+            markdown_table(header, table), ""] + [f"- {note}" for note in notes] + ([""] if notes else [])))
     print(format_table([header] + table))
+    for note in notes:
+        print(f"note: {note}")
     print(f"report: {report / 'report.md'}")
-    return 0
+    return rows

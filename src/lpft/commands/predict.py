@@ -18,8 +18,9 @@ DESCRIPTION = ("Writes one row per input, in input order (the predicted label an
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="a finished run folder")
     parser.add_argument("file", nargs="?", default=None,
-                        help="CSV / TSV / JSONL file with the run's text column(s) and optionally its label column "
-                             "(read like --task files); or give --split")
+                        help="a file in the run's task release format (BOSS .tsv, SuperGLUE .jsonl such as WiC's, "
+                             "GLUE .tsv), or a CSV / TSV / JSONL file with the run's own text column(s) or text "
+                             "(text_pair for pairs), and optionally labels (names or ids); or give --split")
     parser.add_argument("--split", default=None, choices=("train", "validation", "test"),
                         help="predict the run's own split instead of a file (with the subset the run used)")
     parser.add_argument("--out", default=None,
@@ -32,15 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="examples per forward pass (unset: the run's --eval-batch-size)")
     parser.add_argument("--device", default=None, help="torch device (unset: cuda if available, else cpu)")
     parser.add_argument("--text-columns", default=None,
-                        help="one text column, or two comma-separated for sentence pairs. Unset: the run's own for a "
-                             "files task; for built-in tasks the release files' columns: cb, rte "
-                             "'premise,hypothesis'; boolq 'question,passage'; mrpc '#1 String,#2 String'; cola, sst2 "
-                             "'sentence'; boss-* 'Text'; bbc-news, pubmed-rct 'text'; wic and wsc need it (columns "
-                             "holding the formatted text, see docs/tasks.md)")
+                        help="one text column, or two comma-separated for sentence pairs (the same option in lpft "
+                             "evaluate). Unset: the run's task release format (cb, rte 'premise,hypothesis'; boolq "
+                             "'question,passage'; wic, wsc their JSONL fields, formatted as in training; mrpc '#1 "
+                             "String,#2 String'; cola, sst2 'sentence'; boss-* 'Text'), the run's own columns for a "
+                             "files task, else 'text' ('text,text_pair' for pairs)")
     parser.add_argument("--label-column", default=None,
-                        help="the label column, used if the file has it (unset: the run's own; 'Quality' for mrpc, "
-                             "'Label' for boss-*, else 'label'); labels are the run's label names (built-in tasks "
-                             "also take label ids)")
+                        help="the label column, used if the file has it (unset: the release's or the run's own, "
+                             "else 'label'); labels are the run's label names or ids")
     parser.add_argument("--data-dir", default=None,
                         help="with --split: the benchmark data folder (unset: $LPFT_DATA_DIR, else the hub)")
 
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from ..analysis.run_features import split_examples
     from ..data import compute_metrics
     from ..inference import load_run
-    from ..inference.inputs import file_inputs
+    from ..inference.inputs import read_inputs
 
     if (args.file is None) == (args.split is None):
         raise ConfigError("give either a FILE to predict or --split, not " + ("both" if args.file else "neither"))
@@ -97,8 +97,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         columns = tuple(parse_list(args.text_columns, "--text-columns", what="a column")) if args.text_columns \
             else None
-        examples, labels = file_inputs(record, args.file, columns, args.label_column)
-        source = args.file
+        inputs = read_inputs(record, args.file, columns, args.label_column)
+        examples, labels = inputs
+        skipped = (f"; {inputs.skipped} row(s) with an empty or missing-value text skipped, as the task does"
+                   if inputs.skipped else "")
+        source = f"{args.file} (read as {inputs.read_as}{skipped})"
 
     predictor = load_run(args.run, device=args.device, batch_size=args.batch_size, progress=True)
     logits = predictor.logits(examples)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 from ..config import add_config_arguments, config_from_args
@@ -10,7 +11,9 @@ from ..methods.config import RunConfig
 
 
 DESCRIPTION = ("Writes the run folder <out>/<task>/<method>/<model>-seed<seed>-<key>/ (default out: runs) and "
-               "prints its path; a finished run with the same options is reused, an interrupted one resumes.")
+               "prints its path; a finished run with the same options is reused, an interrupted one resumes. "
+               "LP is seed-free: one LP run (folder seed0) serves every --seed; --ood evaluates the finished run "
+               "like lpft evaluate.")
 
 
 def add_run_location_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,8 +29,13 @@ def add_run_location_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .evaluate import OOD_HELP
+
     add_config_arguments(parser, RunConfig)
     add_run_location_arguments(parser)
+    parser.add_argument("--ood", nargs="+", default=None, metavar="SET",
+                        help=OOD_HELP + "; evaluated once the run is finished, report in <run>/evaluation (as "
+                                        "lpft evaluate RUN --ood SET ...)")
 
 
 def cache_arg(value: str | None):
@@ -56,6 +64,16 @@ def run(args: argparse.Namespace) -> int:
     from ..runs import RunRecord, train
 
     cfg = config_from_args(RunConfig, args)
+    ood = None
+    if args.ood:
+        from ..study.planning import check_ood_sets
+        from ._options import parse_list
+
+        ood = parse_list(args.ood, "--ood", what="a task name or file")
+        check_ood_sets(ood, cfg.resolved(), args.data_dir)  # a missing file or other labels: before training
+    if cfg.resolved().method == "lp" and cfg.seed != 0:
+        print(f"LP is seed-free (a deterministic probe on frozen features): --seed {cfg.seed} trains the one LP run, "
+              "folder seed0, that serves every seed", file=sys.stderr)
     started = time.time()
     folder = train(cfg, out=args.out, data_dir=args.data_dir, cache_dir=cache_arg(args.cache_dir),
                    device=args.device)
@@ -65,8 +83,16 @@ def run(args: argparse.Namespace) -> int:
     rows = [["split"] + names]
     for split in ("val", "test"):
         rows.append([split] + [f"{record.metrics[split][n]:.4f}" for n in names])
-    print(f"\n{c.method.upper()} on {c.task} ({c.model}, seed {c.seed}): best epoch {record.metrics['best_epoch']}, "
+    seed = "seed-free: serves every seed" if c.method == "lp" else f"seed {c.seed}"
+    print(f"\n{c.method.upper()} on {c.task} ({c.model}, {seed}): best epoch {record.metrics['best_epoch']}, "
           f"{run_time(folder, record.metrics, started)}")
     print(format_table(rows))
     print(f"run folder: {folder}")
+    if ood:
+        from ..runs import resolve_cache
+        from .evaluate import evaluate_and_report
+
+        print()
+        evaluate_and_report(record, ood, folder / "evaluation", args.data_dir, resolve_cache(cache_arg(args.cache_dir)),
+                            device=args.device)
     return 0

@@ -143,6 +143,18 @@ class Predictor:
         """The predicted label name of each text (temperature scaling never changes it)."""
         return [self.labels[i] for i in self.logits(texts).argmax(axis=1)]
 
+    def read(self, path: str | Path, text_columns: Sequence[str] | None = None, label_column: str | None = None):
+        """A file's examples and label ids for this run, read as ``lpft predict FILE`` and ``lpft evaluate --ood
+        FILE`` read it (:func:`lpft.inference.inputs.read_inputs`): the run's task release format, its own columns
+        or ``text`` / ``label``; labels as names or ids (``labels`` is None without a label column).
+
+        >>> examples, labels = run.read("DATA/WiC/val.jsonl")            # doctest: +SKIP
+        >>> run.predict(examples)                                        # doctest: +SKIP
+        """
+        from .inputs import read_inputs
+
+        return read_inputs(self.record, path, tuple(text_columns) if text_columns else None, label_column)
+
     def features(self, texts: Sequence[Text]) -> np.ndarray:
         """phi(x) (N, h), float32: the pooled last-layer states the head reads."""
         return self._run(texts, want_features=True)

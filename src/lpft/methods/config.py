@@ -69,7 +69,8 @@ class RunConfig:
     """Hugging Face encoder or decoder (GPT-2, Llama, Qwen2, ...): hub name or local folder (default: the embedded
     all-MiniLM-L6-v2)"""
     seed: int = 0
-    """seed for data order, head initialisation, dropout and LoRA initialisation"""
+    """seed for data order, head initialisation, dropout and LoRA initialisation. LP is seed-free (a deterministic
+    probe on frozen features): its one run, folder seed0, serves every seed, and --seed is ignored for it"""
     epochs: int | None = None
     """fine-tuning epochs (default 10; 1 for bbc-news); the epoch with the best validation metric is kept"""
     batch_size: int | None = None

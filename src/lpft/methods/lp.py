@@ -16,12 +16,13 @@ import hashlib
 import inspect
 import os
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
-
 from sklearn.linear_model import LogisticRegressionCV
+from tqdm.auto import tqdm
 
 from ..config import ConfigError
 from ..data.batching import Encoded
@@ -75,6 +76,39 @@ _PAPER_SETTINGS = {"l1_ratios": (0.0,), "scoring": "accuracy", "use_legacy_attri
 _LP_KWARGS = {k: v for k, v in _PAPER_SETTINGS.items() if k in inspect.signature(LogisticRegressionCV).parameters}
 
 
+@contextmanager
+def probe_progress(folds: int, cs: int, desc: str = "LP probe"):
+    """A progress bar over the cross-validated fit: ``folds x cs`` fits, then the refit at the best C.
+
+    scikit-learn has no progress callback, and on a few thousand examples the fit can take minutes. Its
+    ``LogisticRegressionCV.fit`` calls the private ``sklearn.linear_model._logistic._logistic_regression_path``
+    once per fold (over all Cs) and once for the refit, in this process when ``n_jobs`` is None (ours), so we wrap
+    that function while the fit runs and count its Cs. Guarded: if a scikit-learn version lacks it, the fit runs
+    unchanged and the bar just completes at the end. The wrapper is module-global for the duration of the fit, so
+    a fit in another thread of this process would also count (lpft runs probes one at a time per process).
+    """
+    from sklearn.linear_model import _logistic
+
+    bar = tqdm(total=folds * cs + 1, desc=f"{desc} ({folds} folds x {cs} Cs)", unit="fit", leave=False)
+    original = getattr(_logistic, "_logistic_regression_path", None)
+
+    def counted(*args, **kwargs):
+        result = original(*args, **kwargs)
+        grid = kwargs.get("Cs", 1)
+        bar.update(min(grid if isinstance(grid, int) else len(grid), bar.total - bar.n))
+        return result
+
+    if callable(original):
+        _logistic._logistic_regression_path = counted
+    try:
+        yield bar
+        bar.update(bar.total - bar.n)
+    finally:
+        if callable(original):
+            _logistic._logistic_regression_path = original
+        bar.close()
+
+
 def fit_linear_probe(features: np.ndarray, labels: np.ndarray, num_labels: int, cs: int = 10, folds: int = 5,
                      max_iter: int = 5000) -> tuple[np.ndarray, np.ndarray]:
     """Fit LogisticRegressionCV; return the head ``(W (C, h), b (C,))`` in float64 (see module docstring)."""
@@ -88,7 +122,7 @@ def fit_linear_probe(features: np.ndarray, labels: np.ndarray, num_labels: int, 
     # stratified CV needs every class in every fold: fewer folds on tiny training sets (recorded in the config)
     folds = max(2, min(folds, int(np.bincount(labels).min())))
     probe = LogisticRegressionCV(Cs=cs, cv=folds, solver="lbfgs", max_iter=max_iter, **_LP_KWARGS)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), probe_progress(folds, cs):
         warnings.simplefilter("ignore", ConvergenceWarning)
         probe.fit(np.asarray(features, dtype=np.float64), labels)
     coef, intercept = probe.coef_.astype(np.float64), probe.intercept_.astype(np.float64)
