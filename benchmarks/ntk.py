@@ -24,6 +24,11 @@ subprocess), and the ratios use CPU seconds, which other jobs inflate far less t
 
     python benchmarks/ntk.py                     # N = 64 and 250, (a) on 2 samples, (b) on 8: ~8 min
     python benchmarks/ntk.py --sizes 64 --authors-samples 1 --reference-samples 4     # quick look
+    python benchmarks/ntk.py --sketch-only --sketch 16384 --sketch-sizes 250 1000 2000   # the sketched F's cost
+
+* **sketch rows** (``--sketch-only``): ``compute_kernels(..., sketch=K)`` (F estimated from K-dimensional sign
+  projections, ``lpft.ntk.sketch``) at N = 250, 1000, 2000 CB-length inputs (CB's 306 train + validation examples,
+  cycled past 306), beside ours exact where N <= 250, with the sketch's relative Frobenius error there.
 """
 
 from __future__ import annotations
@@ -69,7 +74,7 @@ def _model_and_rows(n: int):
     except ImportError:
         lines = (DATA / "CB" / "train.jsonl").read_text().splitlines()
         pairs = [(r["premise"], r["hypothesis"]) for r in map(json.loads, lines)]
-    pairs = pairs[:n]
+    pairs = [pairs[i % len(pairs)] for i in range(n)]  # past CB's 306 examples (sketch rows): CB-length, cycled
     enc = tok([p for p, _ in pairs], [h for _, h in pairs], truncation=True, max_length=128)
     rows = [{k: torch.tensor(enc[k][i]) for k in ("input_ids", "attention_mask", "token_type_ids")}
             for i in range(len(pairs))]
@@ -96,6 +101,18 @@ def worker_ours(n: int, save: str) -> dict:
     k = compute_kernels(clf, rows)
     out = _finish(start, {"n": len(rows)})
     np.save(save, k.F_train)
+    return out
+
+
+def worker_sketch(n: int, save: str, dim: int) -> dict:
+    from lpft.ntk import compute_kernels
+
+    clf, rows = _model_and_rows(n)
+    start = _usage()
+    k = compute_kernels(clf, rows, sketch=dim, sketch_seed=0)
+    out = _finish(start, {"n": len(rows), "sketch": dim})
+    if n <= 250:
+        np.save(save, k.F_train)
     return out
 
 
@@ -168,12 +185,15 @@ def worker_floor(n: int, save: str) -> dict:
             "dense_params": dense, "word_params": word}
 
 
-WORKERS = {"ours": worker_ours, "authors": worker_authors, "reference": worker_reference, "floor": worker_floor}
+WORKERS = {"ours": worker_ours, "authors": worker_authors, "reference": worker_reference, "floor": worker_floor,
+           "sketch": worker_sketch}
 
 
-def run_worker(kind: str, n: int, folder: str) -> dict:
+def run_worker(kind: str, n: int, folder: str, sketch: int | None = None) -> dict:
     save = os.path.join(folder, f"{kind}_{n}.npy")
     cmd = [sys.executable, __file__, "--worker", kind, "--n", str(n), "--save", save]
+    if sketch is not None:
+        cmd += ["--sketch", str(sketch)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"worker {kind} N={n} failed:\n{proc.stderr[-3000:]}")
@@ -197,12 +217,20 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 250])
     ap.add_argument("--authors-samples", type=int, default=2)
     ap.add_argument("--reference-samples", type=int, default=8)
+    ap.add_argument("--sketch", type=int, default=2**14, help="K of the sketch rows")
+    ap.add_argument("--sketch-sizes", type=int, nargs="*", default=[250, 1000, 2000],
+                    help="N of the sketch rows (CB examples cycled past 306: CB-length inputs)")
+    ap.add_argument("--sketch-only", action="store_true", help="only the sketch rows (and ours, exact, at N <= 250)")
     ap.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--save", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(WORKERS[args.worker](args.n, args.save)))
+        extra = (args.sketch,) if args.worker == "sketch" else ()
+        print(json.dumps(WORKERS[args.worker](args.n, args.save, *extra)))
+        return
+    if args.sketch_only:
+        sketch_rows(args)
         return
 
     load0 = f"{os.getloadavg()[0]:.1f}"
@@ -258,6 +286,31 @@ def main() -> None:
     print(f"agreement ours vs (a) on {ka} samples: rel. Frobenius {a_err[0]:.1e}, rel. max entry {a_err[1]:.1e}")
     print(f"agreement ours vs (b) on {kb} samples: rel. Frobenius {b_err[0]:.1e}, rel. max entry {b_err[1]:.1e}"
           " (goal <= 1e-6; float32 gradients on all sides)")
+
+
+def sketch_rows(args) -> None:
+    """``--sketch-only``: the sketched F (train x train) at each size, against ours exact where N <= 250."""
+    load0 = f"{os.getloadavg()[0]:.1f}"
+    with tempfile.TemporaryDirectory() as folder:
+        print("running (each line is one subprocess)...", flush=True)
+        rows = {n: run_worker("sketch", n, folder, args.sketch) for n in args.sketch_sizes}
+        exact = {n: run_worker("ours", n, folder) for n in args.sketch_sizes if n <= 250}
+        err = {n: float(np.linalg.norm(np.load(rows[n]["save"]) - np.load(e["save"]))
+                        / np.linalg.norm(np.load(e["save"]))) for n, e in exact.items()}
+    print()
+    print(f"eNTK train x train, MiniLM, CB-length inputs, C = 3, sketch K = {args.sketch}; load average {load0} at "
+          f"start, {os.getloadavg()[0]:.1f} at end")
+    print()
+    print("| method | N | wall s | CPU s | peak RSS GB | note |")
+    print("|---|---|---|---|---|---|")
+    for n in sorted(set(rows) | set(exact)):
+        if n in exact:
+            e = exact[n]
+            print(f"| ours exact | {n} | {e['wall']:.1f} | {e['cpu']:.1f} | {e['peak_gb']:.2f} | P and F |")
+        r = rows[n]
+        note = f"rel. Frobenius error of F {err[n]:.3f}" if n in err else "exact not run: (N*C)^2 Gram"
+        print(f"| ours sketch K={args.sketch} | {n} | {r['wall']:.1f} | {r['cpu']:.1f} | {r['peak_gb']:.2f} | "
+              f"{note} |")
 
 
 if __name__ == "__main__":

@@ -104,8 +104,10 @@ class Sketch:
         a, b = 0, (self.offset(group) + block.offset) % K
         while a < count:  # runs of consecutive columns that land in consecutive buckets
             L = min(K - b, count - a)
-            part = G[:, a:a + L] * s[a:a + L]
-            Y[:, b:b + L] += part if part.dtype == Y.dtype else part.to(Y.dtype)
+            if G.dtype == Y.dtype:
+                Y[:, b:b + L].addcmul_(G[:, a:a + L], s[a:a + L])  # in place: no copy of the block
+            else:
+                Y[:, b:b + L] += (G[:, a:a + L] * s[a:a + L]).to(Y.dtype)
             a, b = a + L, 0
 
     def _add_embedding(self, block: EmbeddingBlock, tokens_per_step: int = 8192) -> None:
