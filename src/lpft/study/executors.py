@@ -96,6 +96,9 @@ class _Worker:
         _quiet_libraries()
         torch.set_num_threads(threads)
 
+    def ready(self) -> bool:
+        return True
+
     def execute(self, job, ws: Workspace) -> tuple[str, float]:
         started = time.perf_counter()
         return str(job.execute(ws)), time.perf_counter() - started
@@ -116,6 +119,7 @@ class RayExecutor:
         self.ray = import_ray()
         self.address, self.cpus, self.gpus, self.max_retries = address, cpus_per_run, gpus_per_run, max_retries
         self.num_cpus = num_cpus
+        self.startup_seconds = 0.0  # the last run's actor start (process, imports), once per slot before any job
 
     def _connect(self) -> None:
         ray = self.ray
@@ -149,9 +153,6 @@ class RayExecutor:
             max_task_retries=self.max_retries, runtime_env={"env_vars": _worker_env()})
         ws = ws.absolute()  # Ray workers start in their own directory: relative paths would miss the files
         reused = [job.done(ws) for job in jobs]
-        idle = [worker.remote(max(1, int(self.cpus)), os.getcwd()) for _ in range(min(self.slots(), len(jobs)))]
-        queue = list(range(len(jobs)))  # in order: a job's dependencies come before it
-        running: dict = {}  # object ref -> (job index, actor)
         folders: list[Path | None] = [None] * len(jobs)
         failures: list[tuple[int, BaseException]] = []
         finished = 0
@@ -167,7 +168,16 @@ class RayExecutor:
                 tqdm.write(f"[{finished}/{len(jobs)}] {jobs[i].label}: FAILED: {_first_line(error)}")
             bar.update(1)
 
+        for i in [i for i, done in enumerate(reused) if done]:  # finished: reused here, no worker needed
+            folders[i] = Path(jobs[i].execute(ws))
+            report(i)
+        queue = [i for i, done in enumerate(reused) if not done]  # in order: dependencies come first
+        running: dict = {}  # object ref -> (job index, actor)
+        started = time.perf_counter()
+        idle = [worker.remote(max(1, int(self.cpus)), os.getcwd()) for _ in range(min(self.slots(), len(queue)))]
         try:
+            ray.get([actor.ready.remote() for actor in idle])
+            self.startup_seconds = time.perf_counter() - started
             while queue or running:
                 for i in [i for i in queue if any(j in dict(failures) for j in deps[i])]:
                     queue.remove(i)  # its probe failed: it cannot start
