@@ -177,6 +177,36 @@ def load_tensors(path) -> dict:
     return load_file(str(path))
 
 
+def repository_root(path: str | os.PathLike) -> Path | None:
+    """The nearest folder at or above ``path`` holding a ``.git`` entry (a checkout or a worktree), or None."""
+    p = Path(path).resolve()
+    for folder in (p, *p.parents):
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """How reports name a file or folder: relative to the repository that holds it (``runs/x/cb/ft/...``), so a
+    committed report does not carry the absolute paths of the machine that made it; absolute outside a checkout.
+
+    >>> shown_path("/")
+    '/'
+    """
+    p = Path(path).resolve()
+    root = repository_root(p)
+    return p.relative_to(root).as_posix() if root is not None and p != root else str(p)
+
+
+def resolve_shown(text: str, near: str | os.PathLike) -> Path:
+    """The inverse of :func:`shown_path` for a path read from a report at ``near``: an absolute path as is, a
+    relative one against the repository holding ``near`` (else the current folder)."""
+    p = Path(text)
+    if p.is_absolute():
+        return p
+    return ((repository_root(near) or Path.cwd()) / p).resolve()
+
+
 def git_revision(start: str | os.PathLike | None = None) -> str | None:
     """The git commit of the lpft source tree (with ``+dirty`` if modified), or None outside a checkout."""
     where = Path(start or __file__).resolve().parent

@@ -14,6 +14,8 @@ A run folder (``<out>/<task>/<method>/<model>-seed<seed>-<key>/``) holds::
     timing.json        where the seconds of metrics.json went: {"wall_seconds": s, "phases": {tokenise, model,
                        features, probe, forward_backward, optimizer, eval, checkpoint, write, other}} (lpft.timing;
                        the phases add up to the wall time; of the process that finished the run, "resumed" if any)
+    features/          last-epoch-test.npy: phi(x) of the test split after the *last* epoch (FT methods; claim 2
+                       compares feature change at a fixed epoch, not only at the best one); feature caches of analysis
     metrics.json       {"val": {...}, "test": {...}, "best_epoch": k, "seconds": s} — written last: its presence
                        marks a finished run, which is then reused instead of recomputed
     state/             resume state while training, written every --checkpoint-every seconds and on SIGINT /
@@ -298,7 +300,8 @@ def _train_locked(cfg: RunConfig, prep: Prepared, folder: Path, cache: Path | No
                           weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
                           data_order=cfg.data_order, log_every=cfg.log_every,
                           eval_batch_size=cfg.eval_batch_size, desc=run_label(cfg), precision=cfg.precision,
-                          on_epoch_end=_exit_hook, checkpoint_every=cfg.checkpoint_every)
+                          on_epoch_end=_last_epoch_features(cfg, splits["test"], folder),
+                          checkpoint_every=cfg.checkpoint_every)
         with phase("write"):
             save_tensors(folder / "heads" / "ft.safetensors", _head_tensors(clf))
         with phase("eval"):
@@ -326,6 +329,23 @@ def _train_locked(cfg: RunConfig, prep: Prepared, folder: Path, cache: Path | No
 
         shutil.rmtree(folder / "state")
     return folder
+
+
+LAST_EPOCH_FEATURES = Path("features") / "last-epoch-test.npy"
+
+
+def _last_epoch_features(cfg: RunConfig, test, folder: Path):
+    """The epoch-end hook: after the last epoch, save the test features of the last-epoch weights (the run keeps the
+    best epoch's). A run interrupted between its last epoch's checkpoint and this file resumes past the loop and
+    has no file; ``lpft claims`` then shows no last-epoch statistic for it."""
+    def hook(epoch: int, clf) -> None:
+        if epoch == cfg.epochs:
+            with phase("eval"):
+                feats = extract(clf, test, cfg.eval_batch_size, desc="last-epoch features test",
+                                precision=cfg.precision)
+                save_array(folder / LAST_EPOCH_FEATURES, feats)
+        _exit_hook(epoch, clf)
+    return hook
 
 
 def _exit_hook(epoch: int, clf) -> None:

@@ -181,3 +181,17 @@ def test_new_options_at_their_defaults_keep_old_run_keys():
     # the README quick start's folder (0.1 / 0.2): an option added later must not move finished runs
     assert RunConfig().resolved().run_key() == "15eeded438"
     assert RunConfig(validation_subset=5).resolved().run_key() != "15eeded438"
+
+
+def test_last_epoch_test_features_are_saved(toy_files, tiny_bert_dir, tmp_path):
+    from lpft.analysis.run_features import run_features, run_split
+    from lpft.runs import LAST_EPOCH_FEATURES
+
+    rec = RunRecord(run(config(toy_files, tiny_bert_dir, "lp-ft", epochs=1), tmp_path))
+    last = np.load(rec.path / LAST_EPOCH_FEATURES)
+    # one epoch: the last epoch is the best, so the file equals the trained model's test features
+    trained = run_features(rec, run_split(rec, "test"), "trained")
+    assert last.shape == trained.shape == (18, 32)
+    np.testing.assert_allclose(last, trained, atol=1e-5)
+    lp = RunRecord(run(config(toy_files, tiny_bert_dir, "lp"), tmp_path))
+    assert not (lp.path / LAST_EPOCH_FEATURES).exists()
