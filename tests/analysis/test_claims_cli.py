@@ -27,12 +27,13 @@ def study_out(toy_files, tiny_bert_dir, tmp_path_factory):
         for method in ("ft", "lp-ft"):
             assert main(["evaluate", str(folders[(method, seed)]), "--ood", str(toy_files / "shifted.csv"),
                          "--cache-dir", str(cache)]) == 0
-    # a norm-sweep report (its producer is tested in test_sweep.py): FT decreasing in the norm on both seeds
+    # a norm-sweep report (its producer is tested in test_sweep.py): FT decreasing in the norm on three seeds, five
+    # norms (rules v2: a curve needs 5 norms, a verdict 3 seeds)
     sweep = out / "files" / "norm-sweep"
     sweep.mkdir(parents=True)
     write_csv(sweep / "sweep.csv", [{"method": "ft", "seed": s, "value": v, "start_norm": v, "diff": 5 / (1 + v) + s,
                                      "folder": str(out / f"sweep-{s}-{v}")}
-                                    for s in (0, 1) for v in (0.1, 1, 10, 100)])
+                                    for s in (0, 1, 2) for v in (0.1, 1, 5, 10, 100)])
     write_json(sweep / "settings.json", {"config": {"task": "files"}})
     ntk = ["ntk", "--task", "files", "--train-file", str(toy_files / "train.csv"), "--test-file",
            str(toy_files / "test.csv"), "--model", str(tiny_bert_dir), "--max-length", "16", "--n-train", "6",
@@ -64,11 +65,17 @@ def test_claims_end_to_end(study_out, capsys):
         m = [json.loads((folders[(k, seed)] / "metrics.json").read_text())["test"]["accuracy"] for k in ("lp-ft", "ft")]
         diffs.append(100 * (m[0] - m[1]))
     assert int(c1["n"]) == 2 and float(c1["mean"]) == pytest.approx(np.mean(diffs))
-    assert c1["verdict"] in ("holds", "fails", "inconclusive")
+    # the toy runs predict one class (33.33 %) on every seed: rules v2 call the statistic uninformative
+    assert c1["verdict"] == "uninformative" and "FT predicts one class on every seed (2)" in c1["note"]
     assert (1, "LP-FT − FT test metric (points), OOD shifted") in by
     # claim 2 from the evaluate folders; LoRA / LP-LoRA have none
-    assert int(by[(2, "Diff(F) FT − LP-FT")]["n"]) == 2
-    assert by[(2, "Diff(F) LoRA − LP-LoRA")]["verdict"] == "no data"
+    assert int(by[(2, "Diff(F) FT − LP-FT, best epoch")]["n"]) == 2
+    assert by[(2, "CS(F) LP-FT − FT, best epoch")]["verdict"] == "shown, no verdict"
+    assert by[(2, "Diff(F) LoRA − LP-LoRA, best epoch")]["verdict"] == "no data"
+    # the last epoch (1 of 1) from features/last-epoch-test.npy: the same numbers as the best epoch here
+    last = by[(2, "Diff(F) FT − LP-FT, last epoch")]
+    assert int(last["n"]) == 2 and float(last["mean"]) == pytest.approx(
+        float(by[(2, "Diff(F) FT − LP-FT, best epoch")]["mean"]), abs=1e-3)
     # claim 3 and its norm path
     assert int(by[(3, "log2 Norm(C) growth, LP − FT")]["n"]) == 2
     path = read_csv(report / "lp_norm_path.csv")
@@ -76,9 +83,11 @@ def test_claims_end_to_end(study_out, capsys):
     # claim 4: only FT has an unscaled eNTK folder, so no pair: no data, with the command to run
     c4 = [r for r in rows if r["claim"] == "4"]
     assert c4 and all(r["verdict"] == "no data" for r in c4)
-    # claim 5: AdamW from the sweep (rho -1 on both seeds: holds), SGD from the two rescaled eNTK folders
+    # claim 5: AdamW from the sweep (rho -1 on three seeds, which would hold, but the toy FT is degenerate: rules v2
+    # gate it), SGD from the two rescaled eNTK folders
     adamw = by[(5, "Spearman rho(start norm, feature change), FT, AdamW")]
-    assert adamw["verdict"] == "holds" and float(adamw["mean"]) == pytest.approx(-1.0)
+    assert adamw["verdict"] == "uninformative" and float(adamw["mean"]) == pytest.approx(-1.0)
+    assert adamw["n"] == "3"
     mono = read_csv(report / "monotonicity.csv")
     sgd = [r for r in mono if r["optimizer"] == "SGD"]
     assert len(sgd) == 1 and sgd[0]["points"] == "2"  # two norms: too few for rho
@@ -90,11 +99,14 @@ def test_claims_end_to_end(study_out, capsys):
     pairs = read_csv(report / "kernel_pairs.csv")
     assert len(pairs) == 1 and pairs[0]["pair"] == "lora vs ft"
     assert 0 <= float(pairs[0]["residual"]) <= 1 and float(pairs[0]["baseline_residual"]) > 0
+    assert float(pairs[0]["permuted_residual"]) > 0 and pairs[0]["ft_part"].startswith("whole model")
     c7 = [r for r in rows if r["claim"] == "7"]
-    assert len(c7) == 2 and all(r["verdict"] == "inconclusive" and r["n"] == "1" for r in c7)
+    assert len(c7) == 3 and all(r["n"] == "1" for r in c7)
+    assert [r["verdict"] for r in c7] == ["uninformative", "shown, no verdict", "shown, no verdict"]
     md = (report / "claims.md").read_text()
     assert "## Verdicts" in md and "no interval (n = 1)" in md and "run: lpft ntk --task files" in md
-    assert "holds" in printed and "claim" in printed
+    assert "uninformative" in printed and "claim" in printed
+    assert "## Uninformative task × method (rules v2)" in md
 
 
 def test_claims_task_filter_and_bad_input(study_out, tmp_path, capsys):

@@ -205,3 +205,20 @@ def test_claim7_holds_for_a_scalar_multiple_on_the_query_value_part():
     assert stats[0].verdict == C.HOLDS and "F_FT over query,value" in stats[0].note
     assert [s.verdict for s in stats[1:]] == [C.SHOWN, C.SHOWN]
     assert all(r["residual"] < 0.01 < r["residual_whole"] for r in rows)
+
+
+# ------------------------------------------------------------------ shown paths
+def test_reports_name_folders_relative_to_their_repository(tmp_path):
+    from lpft.io import resolve_shown, shown_path
+
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    run = repo / "runs" / "study" / "cb" / "ft" / "x-seed1"
+    run.mkdir(parents=True)
+    assert shown_path(run) == "runs/study/cb/ft/x-seed1"
+    report = repo / "results" / "report" / "cb" / "runs.csv"
+    assert resolve_shown("runs/study/cb/ft/x-seed1", report) == run.resolve()
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    assert shown_path(outside) == str(outside.resolve())
+    assert resolve_shown(str(outside), report) == outside

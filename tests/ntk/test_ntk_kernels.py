@@ -254,3 +254,33 @@ def test_encoded_examples_as_input():
     k2 = compute_kernels(clf, {key: v[:2] for key, v in batch.items()}, {key: v[2:] for key, v in batch.items()})
     assert k1.F_test.shape == (C, 2 * C)
     assert rel_err(k1.F_train, k2.F_train) < 1e-6 and rel_err(k1.F_test, k2.F_test) < 1e-6
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_query_value_part_matches_the_jacobian_reference(arch, tmp_path):
+    """F over the query / value weights only (claim 7, Prop. 4.4), saved beside F; resumes like F."""
+    clf = tiny_classifier(arch, seed=3)
+    train, test = make_rows([6, 3, 9, 5], seed=4), make_rows([7, 2], seed=5)
+    folder = tmp_path / "k"
+    seen = []
+
+    def stop_after_three(done, total, name):
+        seen.append(name)
+        if done == 3:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        compute_kernels_to_dir(clf, train, test, folder, dtype=torch.float64, part_modules=("query", "value"),
+                               progress=stop_after_three)
+    k = compute_kernels_to_dir(clf, train, test, folder, dtype=torch.float64, part_modules=("query", "value"))
+    jac = logit_jacobians(clf.double(), train)
+    names = [n for n in jac if n.endswith(("query.weight", "value.weight"))]
+    assert len(names) == 4  # 2 layers x (query, value), weights only (LoRA adapts the weights)
+    ref = sum(jac[n].double() @ jac[n].double().T for n in names).numpy()
+    F_qv = np.load(folder / "F_qv_train.npy")
+    assert F_qv.shape == k.F_train.shape and rel_err(F_qv, ref) < 1e-6
+    assert 0 < np.abs(F_qv).max() < np.abs(k.F_train).max()  # a part of F, not all of it
+    # without the option nothing changes: no file, and the folder signature of earlier computations
+    plain = compute_kernels_to_dir(clf, train, test, tmp_path / "plain", dtype=torch.float64)
+    assert not (tmp_path / "plain" / "F_qv_train.npy").exists()
+    assert np.array_equal(plain.F_train, k.F_train)

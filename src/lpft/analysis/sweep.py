@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..io import shown_path
 from ..runs import RunRecord
 from .run_features import run_split, table1_statistics
 
@@ -39,7 +40,7 @@ def sweep_rows(records: list[RunRecord], data_dir: str | None = None, cache: Pat
                      "value": value, "start_norm": float(np.linalg.norm(record.head("start")[0])),
                      "unscaled_norm": unscaled_norm(record), "diff": stats["diff"], "cs": stats["cs"],
                      "fdr": stats["fdr"], f"test_{primary}": record.metrics["test"][primary],
-                     "folder": str(record.path)})
+                     "folder": shown_path(record.path)})
     return rows
 
 

@@ -96,7 +96,7 @@ def compute_kernels(clf, train, test=None, *, dtype: torch.dtype = torch.float32
     engine, n = _engine(clf, train, test, dtype=dtype,
                         memory_budget=_engine_budget(memory_budget, sketch, _num_rows(clf, train, test)),
                         embedding_fraction=embedding_fraction, seed=seed, **engine_options)
-    acc = _Accumulator(engine, n, sketch, sketch_seed)
+    acc = _Accumulator(engine, n, sketch, sketch_seed, part_modules)
     total = len(engine.group_names)
     done = 0
     for block in engine.blocks():  # (not enumerate: its cached result tuple would keep the old block alive)
@@ -125,11 +125,18 @@ class _Accumulator:
     """F summed block by block: the exact Gram (``state`` = the partial F), or a sketch (``state`` = the
     projections, the Gram taken at the end)."""
 
-    def __init__(self, engine: LogitGradients, n: int, sketch: int | None, sketch_seed: int):
+    def __init__(self, engine: LogitGradients, n: int, sketch: int | None, sketch_seed: int,
+                 part_modules: Sequence[str] = ()):
         from .sketch import Sketch
 
         self.engine, self.n = engine, n
         rows = engine.num_samples * engine.num_labels
+        if part_modules and sketch is not None:
+            raise ValueError("F over a part of the parameters (part_modules) needs the exact kernel, not a sketch")
+        self.part_modules = tuple(part_modules)
+        m = n * engine.num_labels
+        # F over part_modules' weights only, train x train in batch order (claim 7: LoRA's modules, Prop. 4.4)
+        self.part = np.zeros((m, m)) if self.part_modules else None
         if sketch is None:
             self.sketch, self.state = None, np.zeros((rows, n * engine.num_labels))
         else:
@@ -145,7 +152,10 @@ class _Accumulator:
 
     def add(self, block) -> None:
         if self.sketch is None:
-            torch.from_numpy(self.state).add_(block.gram(self.n))
+            gram = block.gram(self.n)
+            torch.from_numpy(self.state).add_(gram)
+            if self.part is not None and in_part(block.name, self.part_modules):
+                self.part += gram[: self.part.shape[0]].numpy()  # the train samples come first in batch order
         else:
             self.sketch.add(block)
 
@@ -154,6 +164,19 @@ class _Accumulator:
         if self.sketch is None:
             return self.state
         return self.sketch.gram(self.n, self.engine.num_labels).numpy()
+
+
+def in_part(group: str, modules: Sequence[str]) -> bool:
+    """Whether a gradient group (``<stage>.<module>.weight`` or a slice ``...weight[a:b]``) is the weight of one
+    of ``modules`` (matched on the module's last name, as PEFT's ``target_modules`` are).
+
+    >>> in_part("encoder.layer.0.attention.self.query.weight[0:16]", ("query", "value"))
+    True
+    >>> in_part("encoder.layer.0.attention.self.key.weight", ("query", "value"))
+    False
+    """
+    base = group.split("[")[0]
+    return any(base.endswith(f".{m}.weight") or base == f"{m}.weight" for m in modules)
 
 
 def _assemble(engine: LogitGradients, K: np.ndarray, n: int) -> Kernels:
@@ -199,7 +222,8 @@ def compute_kernels_to_dir(clf, train, test, folder: str | os.PathLike, *,
                            embedding_fraction: float | None = None, seed: int = 0,
                            progress: Callable[[int, int, str], None] | None = None,
                            lock_root: str | os.PathLike | None = None, sketch: int | None = None,
-                           sketch_seed: int = 0, state_seconds: float = 300.0, **engine_options) -> Kernels:
+                           sketch_seed: int = 0, state_seconds: float = 300.0, part_modules: Sequence[str] = (),
+                           **engine_options) -> Kernels:
     """Like :func:`compute_kernels`, saved to ``folder`` and resumable after an interruption.
 
     Files: ``meta.json`` (ordering, sample indices, options, parameter groups and how many are done),
@@ -214,13 +238,16 @@ def compute_kernels_to_dir(clf, train, test, folder: str | os.PathLike, *,
     sketch (its projections, (N+M)*C*K floats) is saved at most every ``state_seconds``, not after every group.
     SIGTERM (in the main thread) ends the computation like Ctrl-C: no temporary file is left behind, and a rerun
     resumes from the last saved state.
+    ``part_modules`` (e.g. ``("query", "value")``, the modules LoRA adapts; exact kernels only): also sum F over
+    only those modules' weights and save its train x train block as ``F_qv_train.npy`` (claim 7 compares F of LoRA
+    with F of FT restricted to the matrices LoRA adapts, Prop. 4.4). No extra gradients: the blocks are summed twice.
     """
     folder = Path(folder)
     with exclusive(folder, f"waiting for another process computing the eNTK in {folder}", root=lock_root), \
             terminate_as_interrupt():
         return _compute_kernels_locked(clf, train, test, folder, train_indices, test_indices, dtype, memory_budget,
                                        embedding_fraction, seed, progress, sketch, sketch_seed, state_seconds,
-                                       engine_options)
+                                       engine_options, tuple(part_modules))
 
 
 @contextmanager
@@ -243,11 +270,13 @@ def terminate_as_interrupt():
 
 def _compute_kernels_locked(clf, train, test, folder: Path, train_indices, test_indices, dtype, memory_budget,
                             embedding_fraction, seed, progress, sketch, sketch_seed, state_seconds,
-                            engine_options) -> Kernels:
+                            engine_options, part_modules=()) -> Kernels:
     folder.mkdir(parents=True, exist_ok=True)
     meta_path, state_path = folder / "meta.json", folder / "state.npz"
     options = {"dtype": str(dtype), "memory_budget": int(memory_budget), "embedding_fraction": embedding_fraction,
                "seed": seed, **engine_options}
+    if part_modules:  # only then: folders computed without a part keep their signature
+        options["part_modules"] = list(part_modules)
     if embedding_fraction is not None:  # entries since 0.2 (whole rows before): never resume a folder of rows
         options["embedding_subsampling"] = "entries"
     if sketch is not None:  # (absent for exact kernels: folders written before sketches existed still resume)
@@ -280,6 +309,8 @@ def _compute_kernels_locked(clf, train, test, folder: Path, train_indices, test_
             with np.load(state_path) as st:
                 acc.load(st["K"])
                 meta["done"] = int(st["done"])
+                if acc.part is not None:
+                    acc.part[...] = st["K_part"]
 
     def save_meta() -> None:
         _atomic(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1, allow_nan=False)))
@@ -296,7 +327,8 @@ def _compute_kernels_locked(clf, train, test, folder: Path, train_indices, test_
 
         def write_state(tmp, done=done):
             with open(tmp, "wb") as fh:
-                np.savez(fh, K=acc.state, done=np.int64(done))
+                extra = {"K_part": acc.part} if acc.part is not None else {}
+                np.savez(fh, K=acc.state, done=np.int64(done), **extra)
         if sketch is None or time.monotonic() - saved >= state_seconds:
             _atomic(state_path, write_state)  # the state file is the truth for resuming; meta mirrors it
             meta["done"] = done
@@ -309,6 +341,13 @@ def _compute_kernels_locked(clf, train, test, folder: Path, train_indices, test_
         value = getattr(kernels, name)
         if value is not None:
             _atomic(folder / f"{name}.npy", lambda tmp, v=value: _save_npy(tmp, v))
+    if acc.part is not None:
+        # batch order -> sample order: rows and columns both index the train samples, the first n in batch order
+        C = engine.num_labels
+        perm = (engine.order[:n, None] * C + np.arange(C)).reshape(-1)
+        F_part = np.empty_like(acc.part)
+        F_part[perm[:, None], perm[None, :]] = acc.part
+        _atomic(folder / "F_qv_train.npy", lambda tmp, v=F_part: _save_npy(tmp, v))
     meta["complete"] = True
     save_meta()
     state_path.unlink(missing_ok=True)

@@ -28,8 +28,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..analysis import claims as C
+from ..io import resolve_shown, shown_path
 from ..methods.config import FT_ONLY_FIELDS
-from ..runs import RunRecord
+from ..runs import LAST_EPOCH_FEATURES, RunRecord
 from . import paper
 from .output import report_folder
 from .tables import DASH, fmt_number, markdown_table, write_csv
@@ -129,12 +130,13 @@ def feature_rows(out: Path) -> dict[str, dict]:
             continue
         for row in _read_csv(path):
             if row.get("folder") and row.get("diff") not in (None, ""):
-                entry = found.setdefault(str(Path(row["folder"]).resolve()), {})
-                entry.update({"diff": _float(row["diff"]), "cs": _float(row.get("cs"))})
+                entry = found.setdefault(str(resolve_shown(row["folder"], path)), {})
+                entry.update({"diff": _float(row["diff"]), "cs": _float(row.get("cs")),
+                              "pretrained_cs": _float(row.get("pretrained_cs"))})
     for path in sorted(out.rglob("ood_runs.csv")):  # compare / study reports with OOD sets
         for row in _read_csv(path):
             if row.get("folder") and row.get("role") == "OOD":
-                found.setdefault(str(Path(row["folder"]).resolve()), {}).setdefault("ood_rows", []).append(row)
+                found.setdefault(str(resolve_shown(row["folder"], path)), {}).setdefault("ood_rows", []).append(row)
     for path in sorted(out.rglob("evaluation/evaluation.csv")):
         entry = found.setdefault(str(path.parent.parent.resolve()), {})
         for row in _read_csv(path):
@@ -145,28 +147,104 @@ def feature_rows(out: Path) -> dict[str, dict]:
     return found
 
 
-def run_rows(records: list[RunRecord], labeller: Labeller, features: dict[str, dict]) -> list[dict]:
+def _majority_rate(metrics: list[str], labels: np.ndarray, num_labels: int) -> float:
+    """The primary metric (points) of predicting the majority class of ``labels`` for every example."""
+    from ..data import compute_metrics
+
+    counts = np.bincount(labels, minlength=num_labels)
+    return 100 * compute_metrics(metrics[:1], labels, np.full(len(labels), int(counts.argmax())))[metrics[0]]
+
+
+def _mce_bin(logits, labels, temperature: float = 1.0) -> int:
+    """Test examples in the bin the MCE comes from (rules v2 marks MCEs from bins of fewer than 5)."""
+    from scipy.special import softmax
+
+    from ..analysis.calibration import reliability_bins
+
+    counts, acc, conf = reliability_bins(softmax(np.asarray(logits, dtype=np.float64) / temperature, axis=1), labels)
+    gaps = np.where(counts > 0, np.abs(acc - conf), -1.0)
+    return int(counts[int(gaps.argmax())])
+
+
+def _split_size(cfg, split: str, data_dir, sizes: dict) -> int | None:
+    """The whole split's size (before any subset), once per task; None where the data cannot be read."""
+    from ..data import DataError
+    from ..runs import load_task
+
+    key = (cfg.task, cfg.train_file, cfg.validation_file, cfg.test_file, split)
+    if key not in sizes:
+        try:
+            sizes[key] = len(load_task(cfg, data_dir).load(split))
+        except (DataError, OSError, ValueError):
+            sizes[key] = None
+    return sizes[key]
+
+
+def _feature_extras(record: RunRecord, data_dir, cache_dir) -> dict:
+    """Rules-v2 extras that need the test features: Diff / CS at the last epoch and mean ‖φ‖ before and after.
+    Empty where the data cannot be read (``lpft claims`` without --data-dir on a machine without the data)."""
+    from ..analysis.features import cosine_similarity_mean, feature_difference
+    from ..analysis.run_features import run_features, run_split
+    from ..data import DataError
+    from ..model import ModelError
+
+    try:
+        test = run_split(record, "test", data_dir)
+        phi0 = run_features(record, test, "pretrained", cache_dir)
+        phi = run_features(record, test, "trained", cache_dir)
+    except (DataError, ModelError, OSError) as err:
+        tqdm.write(f"lpft claims: no feature extras for {shown_path(record.path)}: {err}")
+        return {}
+    out = {"phi_norm_pre": float(np.linalg.norm(phi0, axis=1).mean()),
+           "phi_norm_end": float(np.linalg.norm(phi, axis=1).mean())}
+    last = record.path / LAST_EPOCH_FEATURES
+    if last.is_file():
+        from ..io import load_array
+
+        phi_last = load_array(last)
+        if phi_last.shape == phi0.shape:
+            out.update({"diff_last": feature_difference(phi_last, phi0), "cs_last": cosine_similarity_mean(phi_last)})
+    return out
+
+
+def run_rows(records: list[RunRecord], labeller: Labeller, features: dict[str, dict], data_dir=None,
+             cache_dir=None, feature_extras: bool = True) -> list[dict]:
     """One row per non-sweep run in the units of :mod:`lpft.analysis.claims` (metrics in points)."""
     from ..analysis.calibration import calibration_report
     from ..analysis.run_features import final_head
 
-    rows = []
+    rows, sizes = [], {}
     for record in tqdm(records, desc="claims: runs", unit="run", disable=len(records) < 10):
         cfg = _config(record)
         if cfg.get("head_norm") is not None or cfg.get("head_scale") is not None:
             continue
-        primary = record.data["metrics"][0]
+        metrics = record.data["metrics"]
+        primary = metrics[0]
         row = {"task": labeller.label(cfg), "method": cfg["method"], "seed": cfg["seed"],
                "test_metric": 100 * record.metrics["test"][primary], "folder": str(record.path)}
         for stage in ("init", "lp", "start"):
             if (record.path / "heads" / f"{stage}.safetensors").is_file():
                 row[f"norm_{stage}"] = float(np.linalg.norm(record.head(stage)[0]))
         row["norm_end"] = float(np.linalg.norm(final_head(record)[0]))
-        if (record.path / "logits").is_dir() and cfg["method"] != "lp":
-            cal = calibration_report(*record.logits("validation"), *record.logits("test"))
-            row["mce_before"], row["mce_after"] = 100 * cal["mce_before"], 100 * cal["mce_after"]
+        if (record.path / "logits").is_dir():
+            test_logits, test_labels = record.logits("test")
+            row["one_class"] = len(np.unique(np.asarray(test_logits).argmax(axis=1))) == 1
+            row["majority"] = _majority_rate(metrics, np.asarray(test_labels, dtype=np.int64),
+                                             np.asarray(test_logits).shape[1])
+            if cfg["method"] != "lp":
+                val_logits, val_labels = record.logits("validation")
+                cal = calibration_report(val_logits, val_labels, test_logits, test_labels)
+                for k in ("mce", "ece"):
+                    row[f"{k}_before"], row[f"{k}_after"] = 100 * cal[f"{k}_before"], 100 * cal[f"{k}_after"]
+                row["mce_bin_before"] = _mce_bin(test_logits, test_labels)
+                row["mce_bin_after"] = _mce_bin(test_logits, test_labels, cal["temperature"])
+                row["n_validation"] = len(val_labels)
+                row["validation_available"] = _split_size(record.config, "validation", data_dir, sizes)
         extra = features.get(str(record.path.resolve()), {})
         row["diff"], row["cs"] = extra.get("diff"), extra.get("cs")
+        row["pretrained_cs"] = extra.get("pretrained_cs")
+        if feature_extras and cfg["method"] != "lp":
+            row.update(_feature_extras(record, data_dir, cache_dir))
         ood = {r["set"]: _float(r.get(primary)) for r in extra.get("ood_rows", [])}
         row["ood"] = {k: 100 * v for k, v in ood.items() if v is not None}
         rows.append(row)
@@ -182,7 +260,7 @@ def sweep_rows(out: Path) -> list[dict]:
             continue
         config = json.loads(settings_path.read_text()).get("config", {})
         for r in _read_csv(path):
-            key = str(Path(r.get("folder", "")).resolve())
+            key = str(resolve_shown(r.get("folder", ""), path))
             if key in seen:  # the same run in two sweep reports
                 continue
             seen.add(key)
@@ -213,7 +291,9 @@ def _ntk_key(stats: dict) -> tuple:
 
 def ntk_rows(folders) -> list[dict]:
     return [{"task": s["task"], "method": s["method"], "seed": s["seed"], "ft_ratio": s["ft_ratio"],
-             "rank_P": s["kernels"]["P"]["rank"], "rank_F": s["kernels"]["F"]["rank"], "folder": str(f)}
+             "rank_P": s["kernels"]["P"]["rank"], "rank_F": s["kernels"]["F"]["rank"], "folder": str(f),
+             "num_labels": s.get("num_labels"), "n_train": s.get("n_train"),
+             "train_available": s.get("train_split_size")}
             for f, s in folders if not _rescaled(s)]
 
 
@@ -244,7 +324,13 @@ def kernel_pairs(folders) -> list[dict]:
             F_b = np.load(f_ft / "F_train.npy")
             P_b = np.load(f_ft / "P_train.npy")
             F_a = np.load(f_lora / "F_train.npy")
-            row = C.kernel_pair_row(key[0], seed, F_a, F_b, P_b)
+            C_ = json.loads((f_ft / "stats.json").read_text())["num_labels"]
+            qv = f_ft / "F_qv_train.npy"  # F_FT over the weights LoRA adapts (Prop. 4.4), where lpft ntk saved it
+            if qv.is_file():
+                row = C.kernel_pair_row(key[0], seed, F_a, np.load(qv), P_b, C_, F_ft_whole=F_b,
+                                        ft_part="query,value")
+            else:
+                row = C.kernel_pair_row(key[0], seed, F_a, F_b, P_b, C_, ft_part="whole model (no F_qv_train.npy)")
             rows.append({**row, "pair": f"{a} vs {b}", "folder_a": str(f_lora), "folder_b": str(f_ft)})
     return rows
 
@@ -266,7 +352,7 @@ def lp_paths(records: list[RunRecord], labeller: Labeller, data_dir, cache_dir, 
         w, b = record.head("lp")
         res = C.lp_norm_path(X, train.labels, w.shape[0], cs=record.config.lp_cs, max_iter=record.config.lp_max_iter,
                              chosen_weight=w, chosen_bias=b, gd_steps=gd_steps)
-        res.update({"seed": cfg["seed"], "folder": str(record.path),
+        res.update({"seed": cfg["seed"], "folder": shown_path(record.path),
                     "norm_init": float(np.linalg.norm(record.head("init")[0]))})
         results[label] = res
         rows += [{"task": label, "seed": cfg["seed"], "kind": "L2 probe", "C": p["C"], "norm": p["norm"],
@@ -302,7 +388,7 @@ def compute(out: Path | list[Path], tasks: list[str] | None = None, data_dir=Non
             merged = features.setdefault(folder, {})
             merged.update({k: v for k, v in entry.items() if k != "ood_rows"})
             merged.setdefault("ood_rows", []).extend(entry.get("ood_rows", []))
-    runs = run_rows(records, labeller, features)
+    runs = run_rows(records, labeller, features, data_dir, cache_dir, feature_extras=lp_path)
     found = {str(f.resolve()): (f, s) for root in roots for f, s in ntk_folders(root)}
     folders = [(f, s) for f, s in found.values() if not tasks or s["task"] in tasks]
     points = {(r["task"], r["method"], r["seed"], r["start_norm"]): r for root in roots for r in sweep_rows(root)}
@@ -321,30 +407,43 @@ def compute(out: Path | list[Path], tasks: list[str] | None = None, data_dir=Non
         have = {s.task for s in results if s.interval.n > 0}
         for s in results:
             if s.task in have:
-                stats.append(s.row() if s.interval.n > 0 else
-                             {**_no_data(claim, s.task, s.name, names_if_empty[0][1]), "paper": s.paper})
+                if s.interval.n > 0:
+                    stats.append(s.row())
+                    continue
+                empty = _no_data(claim, s.task, s.name, names_if_empty[0][1])
+                stats.append({**empty, "paper": s.paper, "decides": s.decides,
+                              "note": f"{s.note}; {empty['note']}" if s.note else empty["note"]})
         for task in all_tasks:
             if task not in have:
                 stats.extend(_no_data(claim, task, name, key) for name, key in names_if_empty)
 
-    add(1, C.claim1(runs, paper.TABLE8), [("LP-FT − FT test metric (points), ID", 1)])
-    add(2, C.claim2(runs, paper.TABLE1), [("Diff(F) / CS(F) of FT, LP-FT, LoRA, LP-LoRA", 2)])
-    add(3, C.claim3(runs, paper.TABLE1), [("log2 Norm(C) growth, LP − FT", 3)])
-    add(4, C.claim4(ntk, getattr(paper, "TABLE2", {})), [("FT ratio and ranks from the eNTK", 4)])
+    gates = C.gate(runs)  # rules v2: degenerate task x method -> why
+
+    def gated(results):
+        return C.apply_gate(results, gates)
+
+    edge = {t: r["chosen_C"] for t, r in path_results.items() if r.get("chosen_C") is not None
+            and r.get("path") and r["chosen_C"] in (r["path"][0]["C"], r["path"][-1]["C"])}
+    add(1, gated(C.claim1(runs, paper.TABLE8)), [("LP-FT − FT test metric (points), ID", 1)])
+    add(2, gated(C.claim2(runs, paper.TABLE1)), [("Diff(F) / CS(F) of FT, LP-FT, LoRA, LP-LoRA", 2)])
+    add(3, gated(C.claim3(runs, paper.TABLE1, edge)), [("log2 Norm(C) growth, LP − FT", 3)])
+    add(4, gated(C.claim4(ntk, getattr(paper, "TABLE2", {}))), [("FT ratio and ranks from the eNTK", 4)])
     adamw, curves_adamw = C.claim5(sweeps, "AdamW")
-    sgd_stats, curves_sgd = C.claim5(sgd, "SGD")
-    add(5, adamw, [("Spearman rho under AdamW (norm sweep)", "5-adamw")])
-    add(5, sgd_stats, [("Spearman rho under SGD (eNTK real SGD epoch)", "5-sgd")])
-    add(6, C.claim6(runs, paper.TABLE3), [("MCE gain LP-FT − best other", 6)])
+    sgd_stats, curves_sgd = C.claim5(sgd, "SGD", decides=False)  # rules v2: a diagnostic, never the verdict
+    add(5, gated(adamw), [("Spearman rho under AdamW (norm sweep)", "5-adamw")])
+    if sgd_stats:
+        add(5, sgd_stats, [("Spearman rho under SGD (eNTK real SGD epoch)", "5-sgd")])
+    add(6, gated(C.claim6(runs, paper.TABLE3)), [("MCE gain LP-FT − best other", 6)])
     lora_pairs = [p for p in pairs if p["pair"] == "lora vs ft"]
-    add(7, C.claim7(lora_pairs), [("scalar-fit residual and spectrum gap, F_LoRA vs F_FT", 7)])
+    add(7, gated(C.claim7(lora_pairs)), [("centred scalar-fit residual, F_LoRA vs F_FT and a permuted F_FT", 7)])
     return {"stats": stats, "runs": runs, "ntk": ntk, "sweeps": sweeps, "sgd": sgd,
             "curves": curves_adamw + curves_sgd, "pairs": pairs, "lp_path_rows": path_rows,
-            "lp_paths": path_results, "tasks": all_tasks}
+            "lp_paths": path_results, "tasks": all_tasks, "gates": gates}
 
 
 def claim_verdicts(stats: list[dict]) -> dict[tuple[int, str], str]:
-    """(claim, task) -> the claim's verdict on that task (``analysis.claims.combine`` of its statistics)."""
+    """(claim, task) -> the claim's verdict on that task (``analysis.claims.combine`` of its statistics; shown
+    statistics carry the verdict "shown, no verdict", which combine ignores)."""
     out: dict[tuple[int, str], list[str]] = {}
     for s in stats:
         out.setdefault((s["claim"], s["task"]), []).append(s["verdict"])
@@ -368,17 +467,30 @@ def _ci(s: dict) -> str:
 def write_report(final: str | Path, result: dict, out: Path | str) -> Path:
     """``out``: where the data was read from, as the report states it."""
     stats = result["stats"]
+    shown_out = ", ".join(shown_path(p) for p in out) if isinstance(out, (list, tuple)) else (
+        shown_path(out) if isinstance(out, Path) or Path(str(out)).exists() else str(out))
     with report_folder(final) as folder:
         write_csv(folder / "claims.csv", stats)
         if result["runs"]:
-            write_csv(folder / "runs.csv", [{**{k: v for k, v in r.items() if k != "ood"},
+            write_csv(folder / "runs.csv", [{**{k: v for k, v in r.items() if k != "ood"}, "folder": shown_path(r["folder"]),
                                              **{f"ood_{k}": v for k, v in r["ood"].items()}} for r in result["runs"]])
+        gates = result.get("gates") or {}
         md = ["# The paper's seven claims", "",
-              f"Read from `{out}`: {len(result['runs'])} runs, {len(result['sweeps'])} norm-sweep points, "
+              f"Read from `{shown_out}`: {len(result['runs'])} runs, {len(result['sweeps'])} norm-sweep points, "
               f"{len(result['ntk']) + len(result['sgd'])} eNTK folders. Each statistic: mean over seeds of the "
-              "per-seed paired difference with its 95 % Student-t interval; verdict rules fixed in advance in "
-              "`docs/claims.md`. The paper's numbers (RoBERTa-base, 15 seeds) are context, not part of the rule.", "",
+              "per-seed paired difference with its 95 % Student-t interval; verdict rules v2 of `docs/claims.md` "
+              "(2026-12-06, revised after the v1 results; v1 kept there): holds / fails / inconclusive, "
+              "**uninformative** where a statistic rests on a degenerate task × method, and statistics "
+              "**shown** beside the deciding ones without a verdict. The paper's numbers (RoBERTa-base, 15 seeds) "
+              "are context, not part of the rule.", "",
               "## Verdicts", "", verdict_table(result), ""]
+        if gates:
+            md += ["## Uninformative task × method (rules v2)", "",
+                   "Test predictions of one class on every seed, or a metric within 1 point of the majority rate "
+                   "(the metric of predicting the majority class) on every seed: no statistic that uses them "
+                   "decides a claim.", "",
+                   markdown_table(["task", "method", "why"], [[t, m.upper(), why] for (t, m), why in gates.items()]),
+                   ""]
         for c, text in CLAIMS.items():
             rows = [s for s in stats if s["claim"] == c]
             md += [f"## Claim {c}: {text}", "", markdown_table(
@@ -413,12 +525,21 @@ def write_report(final: str | Path, result: dict, out: Path | str) -> Path:
                        "measured by `lpft ntk --predict-optimizer sgd` (another scale; rho ignores it).", "",
                        "![feature change against start head norm](norm_curves.png)", ""]
             if c == 7 and result["pairs"]:
-                write_csv(folder / "kernel_pairs.csv", result["pairs"])
-                md += [markdown_table(["task", "seed", "pair", "residual", "spectrum gap", "baseline residual "
-                                       "(F_FT vs P)", "baseline gap"],
-                                      [[p["task"], str(p["seed"]), p["pair"], fmt_number(p["residual"]),
-                                        fmt_number(p["gap"]), fmt_number(p["baseline_residual"]),
-                                        fmt_number(p["baseline_gap"])] for p in result["pairs"]]), ""]
+                write_csv(folder / "kernel_pairs.csv", [{**p, "folder_a": shown_path(p["folder_a"]),
+                                                         "folder_b": shown_path(p["folder_b"])}
+                                                        for p in result["pairs"]])
+                md += ["Centred kernels (the samples' common mode removed). F_FT is restricted to the weights LoRA "
+                       "adapts (query, value; Prop. 4.4) where the eNTK folder has `F_qv_train.npy`, else the whole "
+                       "model (the `F_FT over` column says which). Baseline of the verdict: F_FT with its samples "
+                       "permuted (same spectrum, pairing lost, so it cannot be close by construction).", "",
+                       markdown_table(["task", "seed", "pair", "F_FT over", "residual", "permuted residual",
+                                       "residual vs whole F_FT", "spectrum gap", "v1 baseline residual (F_FT vs P)",
+                                       "v1 baseline gap"],
+                                      [[p["task"], str(p["seed"]), p["pair"], p.get("ft_part", ""),
+                                        fmt_number(p["residual"]), fmt_number(p.get("permuted_residual")),
+                                        fmt_number(p.get("residual_whole")), fmt_number(p["gap"]),
+                                        fmt_number(p["baseline_residual"]), fmt_number(p["baseline_gap"])]
+                                       for p in result["pairs"]]), ""]
         (folder / "claims.md").write_text("\n".join(md))
     return Path(final)
 

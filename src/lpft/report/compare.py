@@ -34,7 +34,7 @@ from ..analysis.dynamics import lp_dynamics
 from ..analysis.ood import evaluate_ood
 from ..analysis.run_features import final_head, run_features, run_split, table1_statistics
 from ..analysis.tsne import embed_with_head, tsne_figure
-from ..io import write_json
+from ..io import shown_path, write_json
 from ..runs import HEAD_STAGES, RunRecord
 from . import paper
 from .output import report_folder
@@ -82,7 +82,7 @@ def _collect(record: RunRecord, settings: CompareSettings) -> dict:
             row[f"norm_{stage}"] = float(np.linalg.norm(record.head(stage)[0]))
     row["norm_end"] = float(np.linalg.norm(final_head(record)[0]))
     row.update(calibration_report(*record.logits("validation"), *record.logits("test")))
-    row["folder"] = str(record.path)
+    row["folder"] = shown_path(record.path)  # relative to the repository: committed reports carry no machine paths
     return row
 
 
@@ -108,7 +108,7 @@ def analyse_task(task: str, slots: list[RunSlot], settings: CompareSettings) -> 
     for record in (tqdm(records, desc="OOD evaluation", unit="run") if settings.ood else ()):
         for r in evaluate_ood(record, list(settings.ood), settings.data_dir, settings.cache, device=settings.device):
             for slot in (s for s in slots if s.record.path == record.path):
-                ood_rows.append({"method": slot.method, "seed": slot.seed, "folder": str(record.path), **r})
+                ood_rows.append({"method": slot.method, "seed": slot.seed, "folder": shown_path(record.path), **r})
     return TaskAnalysis(task, slots, records, rows, gd, ood_rows)
 
 

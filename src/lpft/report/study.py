@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from ..io import read_json, write_json
+from ..io import read_json, shown_path, write_json
 from . import paper
 from .compare import LABEL, CompareSettings, TaskAnalysis, _write_report, study_info
 from .norm_sweep import write_sweep_files
@@ -103,7 +103,7 @@ def write_study_report(final: str | Path, analyses: list[TaskAnalysis], settings
                                  "start_head_norm": stats.get("start_head_norm"), "rescaled": stats.get("head_norm"),
                                  **{f"rank_{n}": k[n]["rank"] for n in k}, **{f"fn_{n}": k[n]["frobenius"] for n in k},
                                  "ft_ratio": stats["ft_ratio"], "feature_change": change.get("actual_norm"),
-                                 "optimizer": (stats.get("predict") or {}).get("optimizer"), "folder": str(path)})
+                                 "optimizer": (stats.get("predict") or {}).get("optimizer"), "folder": shown_path(path)})
             if task in ntk:
                 md += _ntk_section([r for r in ntk_rows if r["task"] == task])
         if ntk_rows:

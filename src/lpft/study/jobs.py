@@ -29,9 +29,12 @@ def cache_path(ws: Workspace):
     return resolve_cache(ws.cache_dir)
 
 
+QUERY_VALUE_METHODS = ("ft", "lp-ft")  # full fine-tuning: F over LoRA's modules is a part of their F
+
+
 def ntk_folder(out: str | Path, cfg: RunConfig, n_train: int, n_test: int, memory_budget: int,
                embedding_fraction: float | None, sample: str = "random", sketch: int | None = None,
-               sketch_seed: int | None = None) -> Path:
+               sketch_seed: int | None = None, query_value: bool = False) -> Path:
     """The folder of one kernel computation: keyed on the run options (``run_key``) and on every option that
     changes the kernels, so a small trial and the full computation never collide. The Eq. 1 / Eq. 2 options only
     change ``stats.json`` and ``summary.md``, which every command rewrites (and which record them)."""
@@ -41,6 +44,8 @@ def ntk_folder(out: str | Path, cfg: RunConfig, n_train: int, n_test: int, memor
                "embedding_fraction": embedding_fraction, "sample": sample}
     if sketch is not None:  # (exact kernels keep the keys they had before sketches existed)
         options.update(sketch=sketch, sketch_seed=cfg.seed if sketch_seed is None else sketch_seed)
+    if query_value and cfg.method in QUERY_VALUE_METHODS:  # only then: earlier folders keep their names
+        options["query_value"] = True
     key = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
     return Path(out) / cfg.task / "ntk" / f"{ntk_prefix(cfg)}{n_train}x{n_test}-{key}"
 
@@ -127,7 +132,7 @@ class NtkJob:
         n_train, n_test = self.sizes(ws)
         return ntk_folder(ws.out, self.config, n_train, n_test, self.settings.memory_budget or DEFAULT_MEMORY_BUDGET,
                           self.settings.embedding_fraction, self.settings.sample, self.settings.sketch,
-                          self.settings.sketch_seed)
+                          self.settings.sketch_seed, self.settings.query_value)
 
     def sizes(self, ws: Workspace) -> tuple[int, int]:
         """The numbers of train / test samples used: n_train / n_test, as far as the splits reach."""
@@ -171,6 +176,8 @@ def kernel_settings(s: NtkSpec) -> dict:
     settings = {k: v for k, v in dataclasses.asdict(s).items() if k not in ("tasks", "methods", "seeds")}
     if s.sketch is None:  # exact: the settings as recorded before sketches existed (finished eNTKs stay done)
         del settings["sketch"], settings["sketch_seed"]
+    if not settings["query_value"]:  # added later: folders made before it keep their settings
+        settings.pop("query_value")
     return json.loads(json.dumps(settings))
 
 
@@ -207,6 +214,11 @@ def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, folder: Path, log=pri
                          + ("; kernel regression sees fewer classes than the task has" if split == "train" else ""))
             print(f"warning: {notes[-1]}", file=sys.stderr)
     clf, _ = start_of_fine_tuning(cfg, prep, cache_path(ws), ws.device)
+    part = ()
+    if s.query_value and cfg.method in QUERY_VALUE_METHODS:
+        from ..methods.lora import lora_target_modules
+
+        part = tuple(lora_target_modules(clf.backbone, cfg.lora_targets))
     log(f"eNTK of {cfg.method.upper()} on {cfg.task} at the start of FT: {len(train_idx)} train x "
         f"{len(test_idx)} test samples, {C} classes -> {folder}")
     with KernelProgress() as progress:
@@ -214,7 +226,8 @@ def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, folder: Path, log=pri
             k = compute_kernels_to_dir(
                 clf, train, test, folder, train_indices=train_idx, test_indices=test_idx,
                 memory_budget=s.memory_budget or DEFAULT_MEMORY_BUDGET, embedding_fraction=s.embedding_fraction,
-                seed=cfg.seed, progress=progress, lock_root=ws.out, sketch=s.sketch, sketch_seed=sketch_seed)
+                seed=cfg.seed, progress=progress, lock_root=ws.out, sketch=s.sketch, sketch_seed=sketch_seed,
+                part_modules=part)
         except ValueError as err:  # another model / sample set / options in that folder
             raise ConfigError(f"{err} (or pass another --out)") from None
 
@@ -223,6 +236,7 @@ def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, folder: Path, log=pri
     kernels = {"P": (k.P_train, k.P_test), "F": (k.F_train, k.F_test), "P+F": (k.full_train, k.full_test)}
     stats = {"task": cfg.task, "method": cfg.method, "model": cfg.model, "seed": cfg.seed, "num_labels": C,
              "labels": labels, "n_train": len(train_idx), "n_test": len(test_idx),
+             "train_split_size": len(prep.splits["train"]), "query_value_modules": list(part),
              "sample": s.sample, "train_indices": train_idx, "test_indices": test_idx, "warnings": notes,
              "kernel_scaling": s.kernel_scaling, "embedding_fraction": s.embedding_fraction,
              "sketch": s.sketch, "sketch_seed": sketch_seed if s.sketch is not None else None,

@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..io import shown_path
 from ..runs import RunRecord, resolve_cache
 from .executors import Executor, LocalExecutor
 from .jobs import TrainJob
@@ -93,7 +94,7 @@ def run_study(spec: StudySpec, ws: Workspace, executor: Executor | None = None, 
         info = {"source": spec.source, "tasks": [t.name for t in spec.tasks], "methods": list(spec.methods),
                 "seeds": list(spec.seeds), "per_task": [study_info(a, settings(a.task)) for a in analyses],
                 "norm_sweep": {t: sw["settings"] for t, sw in result.sweeps.items()},
-                "ntk": {t: [str(f) for f in fs] for t, fs in result.ntk.items()}, "seconds": result.seconds}
+                "ntk": {t: [shown_path(f) for f in fs] for t, fs in result.ntk.items()}, "seconds": result.seconds}
         shared = settings(spec.tasks[0].name)
         claims = None
         if spec.claims:

@@ -86,6 +86,7 @@ class NtkSpec:
     head_norms: tuple[float, ...] = ()  # non-empty: an eNTK per start-of-FT head rescaled to each norm (claim 5)
     sketch: int | None = None  # K: F estimated from K-dim sign projections (lpft.ntk.sketch); None: exact
     sketch_seed: int | None = None  # the estimator's seed; None: the run's seed
+    query_value: bool = False  # FT / LP-FT: also F over the weights LoRA adapts, F_qv_train.npy (claim 7, Prop. 4.4)
 
 
 @dataclass
@@ -265,7 +266,8 @@ def load_study(path: str | Path, **location) -> tuple[StudySpec, Workspace]:
                       predict=r.get("predict", bool, True), predict_optimizer=r.get("predict_optimizer", str, "adamw"),
                       predict_dropout=r.get("predict_dropout", bool, True),
                       head_norms=r.list("head_norms", float, ()), sketch=r.get("sketch", int),
-                      sketch_seed=r.get("sketch_seed", int)))
+                      sketch_seed=r.get("sketch_seed", int),
+                      query_value=r.get("query_value", bool, False)))
     # out: the file's value (relative to the file), else ./runs like every other command
     ws = Workspace(out=Path(location.get("out") or (rel(top.get("out", str)) if "out" in raw else "runs")),
                    data_dir=location.get("data_dir") or rel(top.get("data_dir", str)),
