@@ -96,7 +96,7 @@ def compute_kernels(clf, train, test=None, *, dtype: torch.dtype = torch.float32
     engine, n = _engine(clf, train, test, dtype=dtype,
                         memory_budget=_engine_budget(memory_budget, sketch, _num_rows(clf, train, test)),
                         embedding_fraction=embedding_fraction, seed=seed, **engine_options)
-    acc = _Accumulator(engine, n, sketch, sketch_seed, part_modules)
+    acc = _Accumulator(engine, n, sketch, sketch_seed)
     total = len(engine.group_names)
     done = 0
     for block in engine.blocks():  # (not enumerate: its cached result tuple would keep the old block alive)
@@ -301,7 +301,7 @@ def _compute_kernels_locked(clf, train, test, folder: Path, train_indices, test_
                              else list(range(engine.num_samples - n))),
             "options": options, "signature": signature, "groups": engine.group_names, "done": 0,
             "complete": False}
-    acc = _Accumulator(engine, n, sketch, sketch_seed)
+    acc = _Accumulator(engine, n, sketch, sketch_seed, part_modules)
     if old is not None:
         if old.get("groups") != meta["groups"]:
             raise ValueError(f"{folder}: the parameter groups differ from the interrupted run; use a new folder")
