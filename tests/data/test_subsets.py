@@ -125,3 +125,18 @@ def test_run_keys_config_and_old_runs(tmp_path, sorted_file):
                       "splits": {s: {"size": 3, "fingerprint": "f"} for s in ("train", "validation", "test")}}}
     (tmp_path / "config.json").write_text(json.dumps(saved))
     assert check_config(tmp_path / "config.json")[0].subset_order == "first"
+
+
+def test_evaluate_limit_samples_every_class_of_a_sorted_file(tmp_path, monkeypatch):
+    """`lpft evaluate --limit N` on a label-sorted OOD file: a stratified sample, not the first N rows."""
+    from types import SimpleNamespace
+
+    from lpft.analysis import ood
+
+    path = tmp_path / "sorted.csv"
+    path.write_text("text,label\n" + "".join(f"t{i},{('neg', 'pos')[i // 20]}\n" for i in range(40)))
+    record = SimpleNamespace(config=RunConfig(task="files", train_file="x.csv"), data={"labels": ["neg", "pos"]})
+    seen = {}
+    monkeypatch.setattr(ood, "encode_examples", lambda record, name, examples: seen.setdefault("examples", examples))
+    ood.resolve_eval_set(record, str(path), limit=10)
+    assert label_counts(seen["examples"], 2) == [5, 5]

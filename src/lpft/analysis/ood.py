@@ -21,6 +21,7 @@ import numpy as np
 
 from ..data import DataError, compute_metrics, get_task
 from ..data.files import FORMATS
+from ..data.subsets import take
 from ..runs import RunRecord
 from .features import feature_statistics
 from .run_features import EvalSet, encode_examples, head_logits, run_features, run_split
@@ -33,7 +34,9 @@ def is_file_spec(spec: str) -> bool:
 def resolve_eval_set(record: RunRecord, spec: str, data_dir: str | None = None,
                      text_columns: tuple[str, ...] | None = None, label_column: str | None = None,
                      limit: int | None = None) -> EvalSet:
-    """An extra evaluation set from a task name or a file path (first ``limit`` examples if given)."""
+    """An extra evaluation set from a task name or a file path (``limit`` examples if given: a label-stratified
+    sample in file order with the fixed subset seed, as ``--eval-subset`` draws, so a file sorted by label keeps
+    its classes)."""
     if is_file_spec(spec):
         from ..inference.inputs import read_inputs
 
@@ -48,7 +51,7 @@ def resolve_eval_set(record: RunRecord, spec: str, data_dir: str | None = None,
             raise DataError(f"task {task.name!r} has labels {', '.join(task.labels)} but run {record.path} was "
                             f"trained on {', '.join(record.data['labels'])}: expected the same label set")
         name, examples = task.name, task.load("test")
-    return encode_examples(record, name, examples[:limit] if limit else examples)
+    return encode_examples(record, name, take(examples, limit, "stratified"))
 
 
 def evaluate_set(record: RunRecord, eval_set: EvalSet, role: str, cache_dir=None, device: str | None = None) -> dict:

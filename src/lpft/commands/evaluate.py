@@ -27,7 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "run's task release format, its own columns, or text (text_pair for pairs)")
     parser.add_argument("--label-column", default=None,
                         help="for files: the label column; unset: the release's or the run's own, else label")
-    parser.add_argument("--limit", type=int, default=None, help="use only the first N examples of each extra set; unset: all")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="use only N examples of each extra set (a label-stratified sample in file order, fixed "
+                             "seed); unset: all")
     parser.add_argument("--report", default=None,
                         help="folder for evaluation.csv and report.md; unset: <run>/evaluation")
     parser.add_argument("--data-dir", default=None, help="benchmark data folder; unset: $LPFT_DATA_DIR, else the Hugging Face hub")
