@@ -308,6 +308,9 @@ TAMPERED = [
     ("ft.safetensors", lambda f: _truncate(f / "heads" / "ft.safetensors"), "not a readable safetensors file"),
     ("init.safetensors", _save_head("init", lambda t: {"weight": t["weight"][:1], "bias": t["bias"]}),
      "expected weight (2, h)"),
+    # one head per run: predict reads heads/, export the model; a difference between the two is damage (issue 19)
+    ("ft.safetensors", _save_head("ft", lambda t: {"weight": t["weight"] * 1.001, "bias": t["bias"]}),
+     "its weight differs from head.weight in model.safetensors"),
 ]
 
 
@@ -386,3 +389,326 @@ def test_resume_refuses_changed_training_data(polarity_csv, tiny_bert_dir, tmp_p
     code, lines, _ = cli(capsys, *args)
     assert_one_error(code, lines, "unfinished run (resume state)", "different train data")
     assert sorted(p.name for p in (folder / "state").iterdir()) == state and not (folder / "metrics.json").exists()
+
+
+# ---------------------------------------------------------------- issue 19: nothing a user owns is ever replaced
+
+
+def _snapshot(folder):
+    """Every path under ``folder`` with its bytes (files) — to prove nothing was touched."""
+    return {p.relative_to(folder).as_posix(): (p.read_bytes() if p.is_file() else None)
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.fixture()
+def runs_copy(finished_run, tmp_path):
+    """A private copy of the finished run's --out folder: (out, run folder)."""
+    out, _, folder = finished_run
+    copy = tmp_path / "runs"
+    shutil.copytree(out, copy)
+    return copy, copy / folder.relative_to(out)
+
+
+def test_a_report_never_replaces_the_folders_it_reads(runs_copy, tmp_path, capsys, no_model_loading):
+    out, run = runs_copy
+    before = _snapshot(tmp_path)
+    for args, fragment in [
+        (["claims", "--out", out, "--report", out], "which this command reads"),
+        (["calibrate", run, "--report", run], "which this command reads"),
+        (["calibrate", run, "--report", run.parent], "which this command reads"),  # the folder holding the run
+        (["calibrate", run, "--report", out / "files"], "which this command reads"),
+    ]:
+        code, lines, _ = cli(capsys, *args)
+        assert_one_error(code, lines, "--report", fragment)
+        assert _snapshot(tmp_path) == before, args
+
+
+def test_a_study_report_never_replaces_the_study_folder(tmp_path, capsys, no_model_loading):
+    (tmp_path / "notes.txt").write_text("my notes\n")
+    study = tmp_path / "study.toml"
+    study.write_text('version = 1\ntasks = ["cb"]\nreport = "."\n')
+    before = _snapshot(tmp_path)
+    code, lines, _ = cli(capsys, "study", study, "--out", tmp_path / "runs")
+    assert_one_error(code, lines, "study.toml: report", "which this command reads")
+    assert _snapshot(tmp_path) == before
+
+
+def test_export_replaces_only_its_own_export(runs_copy, tmp_path, capsys):
+    out, run = runs_copy
+    project = tmp_path / "proj"
+    (project / "data").mkdir(parents=True)
+    (project / "train.py").write_text("print('mine')\n")
+    (project / "classifier.json").write_text('{"labels": ["a"], "pooling": "first"}\n')
+    before = _snapshot(project)
+    code, lines, _ = cli(capsys, "export", run, project)
+    assert_one_error(code, lines, "DIR", "is not an lpft export folder")
+    assert _snapshot(project) == before
+    # a previous export is replaced; once the user adds a file to it, it is theirs
+    code, _, _ = cli(capsys, "export", run, tmp_path / "exp")
+    assert code == 0 and (tmp_path / "exp" / ".lpft-folder.json").is_file()
+    code, _, _ = cli(capsys, "export", run, tmp_path / "exp")
+    assert code == 0
+    (tmp_path / "exp" / "notes.md").write_text("mine\n")
+    code, lines, _ = cli(capsys, "export", run, tmp_path / "exp")
+    assert_one_error(code, lines, "'notes.md', which lpft did not write there")
+    assert (tmp_path / "exp" / "notes.md").read_text() == "mine\n"
+
+
+@pytest.mark.parametrize("problem", ["a file", "under a file", "read-only"])
+@pytest.mark.parametrize("command", ["claims", "calibrate", "export", "predict", "study"])
+def test_output_paths_are_checked_before_any_work(command, problem, runs_copy, tmp_path, capsys, monkeypatch,
+                                                  polarity_csv, no_model_loading):
+    import os
+
+    out, run = runs_copy
+    if problem == "read-only" and os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    place = tmp_path / "place"
+    place.mkdir()
+    target = {"a file": place / "taken", "under a file": place / "taken" / "x",
+              "read-only": place / "new"}[problem]
+    (place / "taken").write_text("the user's file\n")
+    if problem == "read-only":
+        place.chmod(0o555)
+    if command == "predict":
+        target = target.with_suffix(".csv") if problem != "a file" else target
+        if problem == "a file":
+            target = place
+    study = tmp_path / "study.toml"
+    study.write_text('version = 1\ntasks = ["cb"]\n')
+    args = {"claims": ["claims", "--out", out, "--report", target],
+            "calibrate": ["calibrate", run, "--report", target],
+            "export": ["export", run, target],
+            "predict": ["predict", run, polarity_csv, "--out", target],
+            "study": ["study", study, "--out", tmp_path / "runs", "--report", target]}[command]
+    monkeypatch.setattr("lpft.report.claims.compute", lambda *a, **k: pytest.fail("claims computed first"))
+    monkeypatch.setattr("lpft.study.plan", lambda *a, **k: pytest.fail("the study was planned first"))
+    try:
+        code, lines, _ = cli(capsys, *args)
+    finally:
+        place.chmod(0o755)
+    assert_one_error(code, lines)
+    assert (place / "taken").read_text() == "the user's file\n"
+    assert sorted(p.name for p in place.iterdir()) == ["taken"]
+
+
+def test_predict_never_overwrites_its_input(runs_copy, tmp_path, polarity_csv, capsys, no_model_loading):
+    _, run = runs_copy
+    data = tmp_path / "x.csv"
+    shutil.copy(polarity_csv, data)
+    before = data.read_bytes()
+    code, lines, _ = cli(capsys, "predict", run, data, "--out", data)
+    assert_one_error(code, lines, "--out", "an input of this command")
+    assert data.read_bytes() == before
+
+
+def test_predict_does_not_follow_predictions_out_of_the_run(runs_copy, tmp_path, polarity_csv, capsys,
+                                                           no_model_loading):
+    _, run = runs_copy
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (run / "predictions").symlink_to(elsewhere, target_is_directory=True)
+    code, lines, _ = cli(capsys, "predict", run, polarity_csv)
+    assert_one_error(code, lines, "leads outside")
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_an_explicit_label_column_must_exist(runs_copy, tmp_path, polarity_csv, capsys, no_model_loading):
+    _, run = runs_copy
+    code, lines, _ = cli(capsys, "predict", run, polarity_csv, "--label-column", "nope", "--out", tmp_path / "p.csv")
+    assert_one_error(code, lines, "--label-column 'nope'", "has no such column")
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_jsonl_labels_count_when_the_first_row_has_none(runs_copy, tmp_path, capsys, no_model_loading):
+    _, run = runs_copy
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"text": "good item"}\n{"text": "bad item", "label": "neg"}\n')
+    code, lines, _ = cli(capsys, "predict", run, path, "--out", tmp_path / "p.csv")
+    assert_one_error(code, lines, "x.jsonl, line 1", "missing field 'label'")
+
+
+@pytest.mark.parametrize("table,fragment", [
+    ('[run]\ntask = "rte"\n', "unknown key 'task' in [run]"),
+    ('[task.cb]\ntask = "rte"\n', "task in [task.cb] must be \"files\""),
+    ('[run]\nmax_length = 600\n', "study.toml: [run]: max_length must be <= 512"),
+    ('[task.cb]\nepochs = 0\n', "study.toml: [task.cb]: epochs must be > 0"),
+])
+def test_study_files_keep_the_task_identity_and_name_their_keys(table, fragment, tmp_path, capsys,
+                                                                  no_model_loading):
+    study = tmp_path / "study.toml"
+    study.write_text('version = 1\ntasks = ["cb", "wsc"]\n' + table)
+    code, lines, _ = cli(capsys, "study", study, "--dry-run")
+    line = assert_one_error(code, lines, fragment)
+    assert "--" not in line.split("study.toml")[1]  # file keys, not CLI options
+
+
+def test_study_task_names_differ_by_more_than_case(tmp_path, capsys):
+    study = tmp_path / "study.toml"
+    study.write_text('version = 1\ntasks = ["cb", "CB"]\n')
+    assert_one_error(*cli(capsys, "study", study, "--dry-run")[:2], "'cb' twice", "ignoring case")
+
+
+def test_study_dry_run_checks_the_data_dir(tmp_path, capsys):
+    study = tmp_path / "study.toml"
+    study.write_text('version = 1\ntasks = ["cb"]\ndata_dir = "missing"\n')
+    assert_one_error(*cli(capsys, "study", study, "--dry-run")[:2], "study.toml: data_dir", "is not a folder")
+
+
+@pytest.mark.parametrize("options,fragment", [
+    ({"epochs": True}, "--epochs must be an integer, got True"),
+    ({"epochs": 1.5}, "--epochs must be an integer, got 1.5"),
+    ({"epochs": "three"}, "--epochs must be an integer, got 'three'"),
+    ({"text_columns": ["a", "b"]}, "--text-columns must be a string"),
+    ({"lr": "fast"}, "--lr must be a number"),
+])
+def test_python_api_rejects_wrong_types_before_writing(options, fragment, polarity_csv, tiny_bert_dir, tmp_path,
+                                                       no_model_loading):
+    import lpft
+    from lpft.config import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        lpft.train(out=str(tmp_path / "runs"), cache_dir=None, task="files", train_file=str(polarity_csv),
+                   model=str(tiny_bert_dir), **options)
+    assert not (tmp_path / "runs").exists()
+
+
+def _enospc(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_disk_full_in_export_and_predict_is_one_line(runs_copy, tmp_path, polarity_csv, capsys, monkeypatch):
+    _, run = runs_copy
+    monkeypatch.setattr("lpft.inference.export.write_json", _enospc)
+    code, lines, _ = cli(capsys, "export", run, tmp_path / "exp")
+    assert_one_error(code, lines, "no space left on device while writing", "exp")
+    assert not (tmp_path / "exp").exists() and not list(tmp_path.glob(".exp*"))
+
+    class FullWriter:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        writerow = _enospc
+
+    monkeypatch.setattr("csv.writer", FullWriter)
+    code, lines, _ = cli(capsys, "predict", run, polarity_csv, "--out", tmp_path / "p.csv")
+    assert_one_error(code, lines, "no space left on device while writing", "p.csv", progress=True)
+    assert list(tmp_path.glob("*p.csv*")) == []
+
+
+def test_disk_full_is_seen_before_the_temporary_file_is_deleted(tmp_path, monkeypatch):
+    """The space a failed write took is freed when its temporary file goes: the check must come first."""
+    import torch
+
+    from lpft.io import save_tensors
+
+    def statvfs(path):
+        class Stat:
+            f_bavail = 0 if list(tmp_path.glob("*.tmp")) else 1000
+        return Stat()
+
+    def fill_then_fail(tensors, filename, metadata=None):
+        with open(filename, "wb") as fh:
+            fh.write(b"x" * 100)
+        raise RuntimeError("Error while serializing: IoError")
+
+    monkeypatch.setattr("lpft.io.os.statvfs", statvfs)
+    monkeypatch.setattr("safetensors.torch.save_file", fill_then_fail)
+    with pytest.raises(DiskFullError):
+        save_tensors(tmp_path / "x.safetensors", {"w": torch.zeros(2)})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_claims_skip_damaged_and_foreign_files_with_a_note(runs_copy, capsys):
+    out, run = runs_copy
+    edited = run.parent / "edited"
+    shutil.copytree(run, edited)
+    _edit_json("config.json", lambda c: {**c, "config": {**c["config"], "method": "ft"}})(edited)
+    (out / "runs.csv").write_bytes(b"folder,diff\n\xff\xfe,1\n")  # not UTF-8
+    (out / "sweep").mkdir()
+    (out / "sweep" / "settings.json").write_text('{"config": {"task": "files"}}')
+    (out / "sweep" / "sweep.csv").write_text("method,seed,start_norm,diff,folder\nft,1,abc,0.1,x\n")
+    (out / "bad-sweep").mkdir()
+    (out / "bad-sweep" / "settings.json").write_text("{")
+    (out / "bad-sweep" / "sweep.csv").write_text("method,seed,start_norm,diff,folder\n")
+    (out / "ntk").mkdir()
+    (out / "ntk" / "stats.json").write_text('{"ft_ratio": 1, "kernels": {}}')
+    code = main(["claims", "--out", str(out), "--no-lp-path", "--cache-dir", "none"])
+    captured = capsys.readouterr()
+    assert code == 0
+    notes = [line for line in captured.err.splitlines() if line.startswith("lpft claims: skipped")]
+    for name in (edited, out / "runs.csv", out / "sweep", out / "bad-sweep", out / "ntk" / "stats.json"):
+        assert sum(f"skipped {name}:" in line for line in notes) == 1, (name, notes)
+    assert "skipped" not in captured.out and "Traceback" not in captured.err
+
+
+# ---------------------------------------------------------------- Ray: errors in seconds, one line
+
+
+def test_unreachable_ray_address_fails_in_seconds(tmp_path, capsys):
+    import time
+
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    study = tmp_path / "study.toml"
+    study.write_text('version = 1\ntasks = ["cb"]\n')
+    started = time.perf_counter()
+    code, lines, _ = cli(capsys, "study", study, "--out", tmp_path / "runs", "--executor", "ray",
+                         "--ray-address", "127.0.0.1:1")
+    assert_one_error(code, lines, "--ray-address 127.0.0.1:1: nothing answers there")
+    assert time.perf_counter() - started < 30
+
+
+@pytest.mark.parametrize("option,value", [("--cpus-per-run", "nan"), ("--cpus-per-run", "inf"),
+                                          ("--gpus-per-run", "nan"), ("--threads-per-run", "0")])
+def test_non_finite_ray_resources_are_one_line(option, value, tmp_path, capsys):
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    study = tmp_path / "study.toml"
+    study.write_text('version = 1\ntasks = ["cb"]\n')
+    code, lines, _ = cli(capsys, "study", study, "--out", tmp_path / "runs", "--executor", "ray", option, value)
+    assert_one_error(code, lines, option)
+
+
+def test_ray_without_a_cluster_is_one_line_and_ray_logs_stay_quiet(monkeypatch):
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+    import logging
+
+    from lpft.config import ConfigError
+    from lpft.study import RayExecutor
+
+    seen = {}
+
+    def no_cluster(**kwargs):
+        seen.update(kwargs)
+        raise ConnectionError("Could not find any running Ray instance. Please specify the one to connect to.")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", no_cluster)
+    with pytest.raises(ConfigError, match=r"--ray-address auto: cannot connect to Ray: Could not find any running"):
+        RayExecutor(address="auto")._connect()
+    assert seen["log_to_driver"] is False and seen["logging_level"] == logging.ERROR
+
+
+def test_both_executors_use_the_same_threads_per_run():
+    import torch
+
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    from lpft.study import RayExecutor
+    from lpft.study.executors import LocalExecutor
+
+    assert LocalExecutor().threads == RayExecutor().threads == torch.get_num_threads()
+    assert LocalExecutor(cpus_per_run=3).threads == RayExecutor(cpus_per_run=3).threads == 3
+    assert RayExecutor(threads_per_run=2).cpus == 2
+
+
+def test_a_model_folder_with_only_pickled_weights_is_refused(tiny_bert_dir, polarity_csv, tmp_path, capsys):
+    import pickle
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_bert_dir, model)
+    for weights in model.glob("*.safetensors"):
+        weights.unlink()
+    (model / "pytorch_model.bin").write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    code, lines, _ = cli(capsys, "train", "--task", "files", "--train-file", polarity_csv, "--model", model,
+                         "--method", "ft", "--epochs", "1", "--out", tmp_path / "runs", "--cache-dir", "none")
+    assert_one_error(code, lines, "holds only pickled weights (pytorch_model.bin)", "safetensors")
+    assert not list((tmp_path / "runs").rglob("metrics.json")) if (tmp_path / "runs").exists() else True

@@ -84,8 +84,10 @@ def atomic_path(path: str | os.PathLike):
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException as err:
+        # asked before the temporary file goes: deleting it frees the space the check looks for
+        full = not isinstance(err, DiskFullError) and is_disk_full(err, path.parent)
         Path(tmp).unlink(missing_ok=True)
-        if not isinstance(err, DiskFullError) and is_disk_full(err, path.parent):
+        if full:
             raise DiskFullError(path) from err
         raise
 

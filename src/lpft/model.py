@@ -229,12 +229,29 @@ def load_tokenizer(name_or_path: str):
     return tokenizer
 
 
+def check_safetensors_weights(name_or_path: str, path: str) -> None:
+    """A local model folder must hold safetensors weights: a pickled ``pytorch_model.bin`` alone is refused before
+    anything reads it (loading a user's file never runs code from it; torch's weights-only unpickler would stop most,
+    with a traceback)."""
+    if not os.path.isdir(path):
+        return
+    names = os.listdir(path)
+    if any(n.endswith(".safetensors") or n.endswith(".safetensors.index.json") for n in names):
+        return
+    pickled = [n for n in names if n.endswith((".bin", ".pt", ".pth", ".ckpt")) or n == "pytorch_model.bin.index.json"]
+    if pickled:
+        raise ModelError(f"model {name_or_path!r} holds only pickled weights ({sorted(pickled)[0]}): lpft loads "
+                         "safetensors weights only (model.safetensors); convert the checkpoint, e.g. "
+                         "model.save_pretrained(folder, safe_serialization=True) where you trust it")
+
+
 def load_backbone(name_or_path: str, attn_implementation: str = "eager") -> nn.Module:
     """Load the encoder / decoder without any task head. Eager attention: torch.func transforms (eNTK) need it.
     Always float32, as in the paper: checkpoints stored in bfloat16 (Qwen2, Llama) are upcast, not trained in it."""
     from transformers import AutoModel
 
     path = resolve_model_path(name_or_path)
+    check_safetensors_weights(name_or_path, path)
     options = {**hub_options(name_or_path, path), "attn_implementation": attn_implementation, "dtype": torch.float32}
     try:
         return AutoModel.from_pretrained(path, add_pooling_layer=False, **options)

@@ -201,6 +201,23 @@ def check_model_header(path: Path, num_labels: int) -> None:
                                    f"{weight} and {bias}")
 
 
+def check_one_head(folder: Path, stage: str, weight: np.ndarray, bias: np.ndarray) -> None:
+    """The run's final head is stored twice, ``heads/<stage>.safetensors`` (what ``predict`` and the analyses read)
+    and inside ``model.safetensors`` (what ``export`` and the model read): they must be the same tensor (float32),
+    or the two commands would silently disagree."""
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), "np") as fh:
+        stored = {k: fh.get_tensor(k) for k in ("head.weight", "head.bias")}
+    for name, mine in (("weight", weight), ("bias", bias)):
+        other = stored[f"head.{name}"]
+        if not np.array_equal(other, np.asarray(mine).astype(other.dtype)):
+            gap = float(np.max(np.abs(other.astype(np.float64) - np.asarray(mine, dtype=np.float64))))
+            raise RunFolderError(folder / "heads" / f"{stage}.safetensors",
+                                 f"its {name} differs from head.{name} in model.safetensors (max difference "
+                                 f"{gap:.3g}): one of the two was changed")
+
+
 def check_model_state(path: Path, params: dict) -> dict:
     """model.safetensors: every tensor names a parameter of the rebuilt model, with its shape, and is finite."""
     state = load_checked_tensors(path)

@@ -51,7 +51,7 @@ from .methods.lora import apply_lora, merge_lora
 from .methods.lp import default_cache_dir, linear_probe, pretrained_features, pretrained_features_key, set_head
 from .locks import exclusive, lock_path
 from .run_files import (RunFolderError, check_config, check_head, check_history, check_logits, check_metrics,
-                        check_model_header, check_model_state, check_steps)
+                        check_model_header, check_model_state, check_one_head, check_steps)
 from .timing import PhaseTimer, phase
 from .model import (Classifier, extract, init_head, initializer_range, load_tokenizer, max_input_tokens,
                     resolve_device)
@@ -378,6 +378,8 @@ class RunRecord:
         C = len(self.data["labels"])
         self._heads = {stage: check_head(self.path / "heads" / f"{stage}.safetensors", C) for stage in stages}
         check_model_header(self.path / "model.safetensors", C)
+        final = "lp" if self.config.method == "lp" else "ft"
+        check_one_head(self.path, final, *self._heads[final])
 
     def head(self, stage: str) -> tuple[np.ndarray, np.ndarray]:
         """(weight (C, h), bias (C,)) at ``stage`` in init, lp, start, ft (lp only for LP methods)."""

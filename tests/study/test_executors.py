@@ -42,17 +42,15 @@ def local_study(two_tasks, tiny_bert_dir, tmp_path_factory):
     import torch
 
     folder = tmp_path_factory.mktemp("local-study")
+    threads = torch.get_num_threads()
     path = folder / "study.toml"
     path.write_text(study_toml(two_tasks, tiny_bert_dir, methods=("lp", "ft", "lp-ft"), seeds=(1, 2),
                                extra='\n[norm_sweep]\ntasks = ["alpha"]\nmethods = ["ft"]\nnorms = [0.5, 5]\n'
                                      'seeds = [1]\n'))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert main(["study", str(path), "--out", str(folder / "runs"), "--cache-dir", str(folder / "cache"),
-                     "--device", "cpu"]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    # default executor options: the same torch threads per run as RayExecutor's defaults (the machine's cores)
+    assert main(["study", str(path), "--out", str(folder / "runs"), "--cache-dir", str(folder / "cache"),
+                 "--device", "cpu"]) == 0
+    assert torch.get_num_threads() == threads  # the caller's setting is restored
     return path, folder
 
 
@@ -103,7 +101,7 @@ def ray_study(path, out, cache):
     spec.sweep = None
     spec.compare = True
     plan(spec)
-    return run_study(spec, ws, RayExecutor(cpus_per_run=1), layout="none")
+    return run_study(spec, ws, RayExecutor(), layout="none")  # defaults: bit-identical to the local executor's
 
 
 def test_ray_runs_the_grid_with_identical_numbers(local_study, ray_instance, tmp_path, capsys):

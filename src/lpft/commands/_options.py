@@ -55,8 +55,13 @@ def add_executor_arguments(parser: argparse.ArgumentParser) -> None:
                             "'.[ray]'; --out and --cache-dir must be on a filesystem every worker sees)")
     group.add_argument("--ray-address", default=None,
                        help="with --executor ray: 'auto' joins a running cluster; unset starts a local Ray instance")
-    group.add_argument("--cpus-per-run", type=float, default=1,
-                       help="with --executor ray: CPUs each run reserves (also its torch threads)")
+    group.add_argument("--cpus-per-run", type=float, default=None,
+                       help="with --executor ray: CPUs each run reserves (unset: its torch threads, "
+                            "--threads-per-run)")
+    group.add_argument("--threads-per-run", type=int, default=None,
+                       help="torch threads of each run, under either executor, so local and Ray results are "
+                            "bit-identical (unset: --cpus-per-run rounded down if given, else this machine's "
+                            "torch default, its cores)")
     group.add_argument("--gpus-per-run", type=float, default=0, help="with --executor ray: GPUs each run reserves")
     group.add_argument("--max-retries", type=int, default=3,
                        help="with --executor ray: times a run is restarted after its worker died (it resumes from "
@@ -67,9 +72,10 @@ def executor_from_args(args: argparse.Namespace):
     from ..study import make_executor
 
     if args.executor == "local":
-        return make_executor("local")
+        return make_executor("local", threads_per_run=args.threads_per_run, cpus_per_run=args.cpus_per_run)
     return make_executor("ray", address=args.ray_address, cpus_per_run=args.cpus_per_run,
-                         gpus_per_run=args.gpus_per_run, max_retries=args.max_retries)
+                         gpus_per_run=args.gpus_per_run, max_retries=args.max_retries,
+                         threads_per_run=args.threads_per_run)
 
 
 def workspace_from_args(args: argparse.Namespace):

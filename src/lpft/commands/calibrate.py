@@ -24,19 +24,19 @@ def run(args: argparse.Namespace) -> int:
     from scipy.special import softmax
 
     from ..analysis.calibration import calibration_report, reliability_bins, reliability_diagram
-    from ..io import check_writable_folder, write_json
-    from ..report.output import report_folder
+    from ..io import write_json
+    from ..outputs import check_output_folder, output_folder
     from ..report.tables import write_csv
 
     record = open_run(args.run)
-    check_writable_folder(args.report or Path(args.run) / "calibration", "--report")
+    report = check_output_folder(args.report or Path(args.run) / "calibration", "report", "--report",
+                                 reads=[args.run])
     val, test = record.logits("validation"), record.logits("test")
     rep = calibration_report(*val, *test)
     z, y = test
     probs = {"before": softmax(z, axis=1), "after": softmax(z / rep["temperature"], axis=1)}
     cfg = record.config
-    report = Path(args.report or Path(args.run) / "calibration")
-    with report_folder(report) as folder:
+    with output_folder(report, "report", "--report", reads=[args.run]) as folder:
         write_json(folder / "calibration.json", rep)
         write_csv(folder / "reliability.csv", [
             {"scaling": s, "bin": b, "count": int(n), "accuracy": a, "confidence": c}

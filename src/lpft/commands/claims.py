@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from ..config import ConfigError
     from ..data import canonical_name
     from ..methods.lp import default_cache_dir
+    from ..outputs import check_output_folder
     from ..report.claims import compute, summary_rows, write_report
 
     roots = [Path(p) for p in args.out]
@@ -48,12 +49,13 @@ def run(args: argparse.Namespace) -> int:
     # a named task without data gets a "no data (run: ...)" row per claim, so a typo must not pass silently
     tasks = [t.lower() if t.lower() == "files" else canonical_name(t)
              for t in parse_list(args.tasks, "--tasks", what="a task")] if args.tasks else None
+    report = check_output_folder(Path(args.report or roots[0] / "claims"), "report", "--report", reads=roots)
     cache = cache_arg(args.cache_dir)
     cache = default_cache_dir() if cache == "default" else (Path(cache) if cache else None)
     result = compute(roots, tasks, args.data_dir, cache, lp_path=args.lp_path, gd_steps=args.gd_steps)
     if not result["tasks"]:
         raise ConfigError(f"--out {' '.join(args.out)}: no finished run, norm sweep or eNTK folder found")
-    report = write_report(Path(args.report or roots[0] / "claims"), result, ", ".join(args.out))
+    report = write_report(report, result, ", ".join(args.out))
     print(format_table([["claim", "task", "verdict"]] + summary_rows(result)))
     print(f"report: {report / 'claims.md'}")
     return 0

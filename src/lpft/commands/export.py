@@ -23,17 +23,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..inference.export import METADATA, export_run
-    from ..report.output import report_folder
+    from ..inference.export import export_run
+    from ..outputs import check_output_folder, output_folder
 
     record = open_run(args.run)
     if args.adapter and not record.config.uses_lora:
         raise ConfigError(f"--adapter needs a LoRA run (lora or lp-lora); {args.run} is a {record.config.method} run")
-    target = Path(args.dir)
-    if target.exists() and (not target.is_dir() or (any(target.iterdir()) and not (target / METADATA).is_file())):
-        raise ConfigError(f"{args.dir} exists and is not an lpft export: expected a new or empty folder, or a "
-                          "previous export to replace")
-    with report_folder(target) as tmp:  # built under a temporary name, then swapped in whole
+    target = check_output_folder(args.dir, "export", "DIR", reads=[args.run])
+    with output_folder(target, "export", "DIR", reads=[args.run]) as tmp:  # built under a temporary name, then swapped in whole
         meta = export_run(args.run, tmp, adapter=args.adapter, shown_as=args.dir)
     kind = "PEFT adapter" if args.adapter else "Hugging Face model" + (" (LoRA merged)" if record.config.uses_lora
                                                                         else "")

@@ -83,13 +83,15 @@ def run(args: argparse.Namespace) -> int:
     from ..data import compute_metrics
     from ..inference import load_run
     from ..inference.inputs import read_inputs
+    from ..outputs import check_output_file
 
     if (args.file is None) == (args.split is None):
         raise ConfigError("give either a FILE to predict or --split, not " + ("both" if args.file else "neither"))
     if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError(f"--batch-size must be > 0, got {args.batch_size}")
     record = open_run(args.run)
-    out = _output_path(args)
+    out = check_output_file(_output_path(args), "--out", reads=[args.file] if args.file else [],
+                            inside=None if args.out else args.run)
     if args.split:
         examples = split_examples(record, args.split, args.data_dir)
         labels = [ex.label for ex in examples]

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
+
+from ..config import ConfigError
 
 from ._options import add_executor_arguments, executor_from_args
 
@@ -33,10 +36,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..study import NtkJob, load_study, plan, run_study
+    from ..study.run import check_outputs
+    from ..study.spec import in_study_file
 
     spec, ws = load_study(args.file, out=args.out, data_dir=args.data_dir, cache_dir=args.cache_dir,
                           device=args.device, report=args.report)
-    jobs, deps = plan(spec, ws.data_dir).graph()
+    if ws.data_dir is not None and not Path(ws.data_dir).is_dir():
+        where = "--data-dir" if args.data_dir else f"{args.file}: data_dir"
+        raise ConfigError(f"{where} {ws.data_dir!r} is not a folder: expected the benchmark data folder")
+    check_outputs(spec, ws)
+    executor = executor_from_args(args)  # a bad executor option (an unreachable --ray-address) fails now
+    try:
+        jobs, deps = plan(spec, ws.data_dir).graph()
+    except ConfigError as err:
+        raise in_study_file(err, args.file) from None
     done = [job.done(ws) for job in jobs]
     print(f"study {args.file}: {len(spec.tasks)} task(s), {len(jobs)} job(s) ({sum(done)} finished "
           f"already) -> {spec.report}")
@@ -48,15 +61,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {'done ' if finished else 'to do'}  {job.label}  {folder}{wait}")
         print_estimate(args, jobs, deps, done, ws)
         return 0
-    result = run_study(spec, ws, executor_from_args(args), layout="study")
+    result = run_study(spec, ws, executor, layout="study")
     print(f"report: {result.report / 'report.md'}")
     return 0
 
 
 def print_estimate(args, jobs, deps, done, ws) -> None:
     """Time per executor: local (this process's threads), Ray (slots of --cpus-per-run on this machine) and GPUs."""
-    import torch
-
+    from ..study.executors import run_threads
     from ..study.cost import GPU_FLOPS, cpu_rates, duration, estimate, gpu_rates
     from ..study.jobs import cache_path
 
@@ -70,14 +82,15 @@ def print_estimate(args, jobs, deps, done, ws) -> None:
     model = sorted(models)[0]
     cache, device = cache_path(ws), "cpu"
     profiles: dict = {}
-    cpus = max(1, int(args.cpus_per_run))
+    threads = run_threads(args.threads_per_run, args.cpus_per_run)  # both executors' torch threads per run
+    cpus = max(1, int(args.cpus_per_run)) if args.cpus_per_run is not None else threads
     rows = []
-    threads = torch.get_num_threads()
     local = estimate(jobs, deps, done, ws, cpu_rates(model, cache, device, threads), 1, profiles)
     rows.append((f"local, 1 process x {threads} threads", local))
     slots = max(1, (os.cpu_count() or 1) // cpus)
-    ray = estimate(jobs, deps, done, ws, cpu_rates(model, cache, device, cpus), slots, profiles)
-    rows.append((f"ray, {slots} workers x {cpus} CPU{'s' if cpus > 1 else ''} (this machine)", ray))
+    ray = estimate(jobs, deps, done, ws, cpu_rates(model, cache, device, threads), slots, profiles)
+    rows.append((f"ray, {slots} workers x {cpus} CPU{'s' if cpus > 1 else ''}, {threads} thread"
+                 f"{'s' if threads > 1 else ''} each (this machine)", ray))
     gpu = estimate(jobs, deps, done, ws, gpu_rates(model, args.gpu_flops or GPU_FLOPS), args.gpus, profiles)
     rows.append((f"GPU, {args.gpus} GPUs x 1 per run", gpu))
     print(f"estimate for {len(todo)} job(s) left (cost model: docs/study.md, 'The price of a study'):")

@@ -56,8 +56,8 @@ def read_rows(path: Path, text_columns: tuple[str, ...], label_column: str, labe
               ) -> list[Row]:
     """``(where, texts, label name)`` for every row of one file.
 
-    With ``label_optional`` a file without the label column (no such CSV / TSV header, or a first JSONL object
-    without the field) is read as unlabelled: every label is ``None``. A file that has it needs it on every row.
+    With ``label_optional`` a file without the label column (no such CSV / TSV header, or no JSONL object with
+    the field) is read as unlabelled: every label is ``None``. A file that has it needs it on every row.
     """
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
@@ -67,7 +67,7 @@ def read_rows(path: Path, text_columns: tuple[str, ...], label_column: str, labe
     out: list[Row] = []
     if suffix == ".jsonl":
         records = read_jsonl(path)
-        labelled = not (label_optional and label_column not in records[0][1])
+        labelled = not (label_optional and all(label_column not in r for _, r in records))
         wanted = (*text_columns, label_column) if labelled else text_columns
         for number, record in records:
             where = f"{path}, line {number}"

@@ -28,7 +28,7 @@ from ..runs import RunRecord
 from .inputs import is_pair_task
 from .predictor import Predictor
 
-#: files every export has; an existing folder holding ``classifier.json`` is a previous export and may be replaced
+#: the file every export has (an export folder is replaced only if it carries lpft's marker: ``lpft.outputs``)
 METADATA = "classifier.json"
 
 

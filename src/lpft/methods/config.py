@@ -154,6 +154,7 @@ class RunConfig:
     def resolved(self) -> "RunConfig":
         """A copy with every default filled in; raises ConfigError naming a bad option."""
         cfg = dataclasses.replace(self)
+        _check_types(cfg)
         cfg.task = cfg.task.lower()
         cfg.method = cfg.method.lower()
         if cfg.method not in METHODS:
@@ -292,6 +293,24 @@ def _default_pooling(model: str) -> str | None:
         return default_pooling(load_config(model))
     except ModelError:
         return None
+
+
+def _check_types(cfg: RunConfig) -> None:
+    """Values given from Python (``lpft.train(epochs=1.5)``) have the fields' types, as the CLI's parser ensures:
+    an int for an int (not a bool), a number for a float (ints become floats), a string for a string."""
+    import typing
+
+    for name, hint in typing.get_type_hints(RunConfig).items():
+        value = getattr(cfg, name)
+        kinds = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+        if value is None and type(None) in typing.get_args(hint):
+            continue
+        kind = kinds[0]
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            setattr(cfg, name, float(value))
+        elif not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            expected = {int: "an integer", float: "a number", str: "a string"}.get(kind, kind.__name__)
+            raise ConfigError(f"--{name.replace('_', '-')} must be {expected}, got {value!r}")
 
 
 def _check_positive(cfg: RunConfig, *names: str) -> None:

@@ -22,12 +22,14 @@ import csv
 import dataclasses
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from ..analysis import claims as C
+from ..data.base import DataError
 from ..io import resolve_shown, shown_path
 from ..methods.config import FT_ONLY_FIELDS
 from ..runs import LAST_EPOCH_FEATURES, RunRecord
@@ -105,6 +107,17 @@ def _float(x):
     return v if math.isfinite(v) else None
 
 
+#: what a damaged or foreign file under --out raises when read: it is skipped with a note, never a traceback
+#: (UnicodeDecodeError and json's errors are ValueErrors; RunFolderError a DataError)
+DAMAGE = (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError, DataError)
+
+
+def skipped(path: Path, err: BaseException) -> None:
+    """One line on stderr naming a file or folder the claims could not use (stdout holds the results)."""
+    text = str(err).splitlines()[0] if str(err) else ""
+    tqdm.write(f"lpft claims: skipped {path}: {type(err).__name__}{': ' + text if text else ''}", file=sys.stderr)
+
+
 def find_runs(out: Path) -> list[RunRecord]:
     """Every finished run folder under ``out`` (a folder with ``metrics.json`` and a run's ``config.json``)."""
     found = []
@@ -112,9 +125,14 @@ def find_runs(out: Path) -> list[RunRecord]:
         config = p.parent / "config.json"
         try:
             if config.is_file() and "config" in json.loads(config.read_text()):
-                found.append(RunRecord(p.parent))
-        except (TypeError, ValueError, KeyError, OSError) as err:  # e.g. written by another lpft version
-            tqdm.write(f"lpft claims: skipped {p.parent}: {type(err).__name__}: {err}")
+                record = RunRecord(p.parent)
+                cfg = record.config
+                heads = ["init"] + ["lp"] * cfg.uses_lp + ["start", "ft"] * (cfg.method != "lp")
+                for stage in dict.fromkeys(heads + [p.stem for p in (record.path / "heads").glob("*.safetensors")]):
+                    record.head(stage)  # the method's heads, and no other method's (config.json edited?)
+                found.append(record)
+        except DAMAGE as err:  # e.g. written by another lpft version, or edited
+            skipped(p.parent, err)
     return found
 
 
@@ -128,18 +146,33 @@ def feature_rows(out: Path) -> dict[str, dict]:
     for path in sorted(out.rglob("runs.csv")):
         if (path.parent / "claims.md").exists():  # an earlier claims report: our own output, not a source
             continue
-        for row in _read_csv(path):
+        try:
+            rows = _read_csv(path)
+        except DAMAGE as err:
+            skipped(path, err)
+            continue
+        for row in rows:
             if row.get("folder") and row.get("diff") not in (None, ""):
                 entry = found.setdefault(str(resolve_shown(row["folder"], path)), {})
                 entry.update({"diff": _float(row["diff"]), "cs": _float(row.get("cs")),
                               "pretrained_cs": _float(row.get("pretrained_cs"))})
     for path in sorted(out.rglob("ood_runs.csv")):  # compare / study reports with OOD sets
-        for row in _read_csv(path):
+        try:
+            rows = _read_csv(path)
+        except DAMAGE as err:
+            skipped(path, err)
+            continue
+        for row in rows:
             if row.get("folder") and row.get("role") == "OOD":
                 found.setdefault(str(resolve_shown(row["folder"], path)), {}).setdefault("ood_rows", []).append(row)
     for path in sorted(out.rglob("evaluation/evaluation.csv")):
+        try:
+            rows = _read_csv(path)
+        except DAMAGE as err:
+            skipped(path, err)
+            continue
         entry = found.setdefault(str(path.parent.parent.resolve()), {})
-        for row in _read_csv(path):
+        for row in rows:
             if row.get("role") == "ID":
                 entry.update({"diff": _float(row.get("diff")), "cs": _float(row.get("cs"))})
             elif row.get("role") == "OOD":
@@ -258,14 +291,21 @@ def sweep_rows(out: Path) -> list[dict]:
         settings_path = path.parent / "settings.json"
         if not settings_path.is_file():
             continue
-        config = json.loads(settings_path.read_text()).get("config", {})
-        for r in _read_csv(path):
-            key = str(resolve_shown(r.get("folder", ""), path))
+        try:
+            config = json.loads(settings_path.read_text()).get("config", {})
+            mine = []
+            for r in _read_csv(path):
+                key = str(resolve_shown(r.get("folder", ""), path))
+                mine.append((key, {"task": config.get("task", "?"), "method": r["method"], "seed": int(r["seed"]),
+                                   "start_norm": float(r["start_norm"]), "change": float(r["diff"])}))
+        except DAMAGE as err:
+            skipped(path.parent, err)
+            continue
+        for key, row in mine:
             if key in seen:  # the same run in two sweep reports
                 continue
             seen.add(key)
-            rows.append({"task": config.get("task", "?"), "method": r["method"], "seed": int(r["seed"]),
-                         "start_norm": float(r["start_norm"]), "change": float(r["diff"])})
+            rows.append(row)
     return rows
 
 
@@ -273,9 +313,15 @@ def ntk_folders(out: Path) -> list[tuple[Path, dict]]:
     """(folder, stats) of every finished ``lpft ntk`` folder under ``out``."""
     found = []
     for path in sorted(out.rglob("stats.json")):
-        stats = json.loads(path.read_text())
-        if "ft_ratio" in stats and "kernels" in stats:
-            found.append((path.parent, stats))
+        try:
+            stats = json.loads(path.read_text())
+            if not (isinstance(stats, dict) and "ft_ratio" in stats and "kernels" in stats):
+                continue
+            ntk_rows([(path.parent, stats)]), sgd_rows([(path.parent, stats)]), _ntk_key(stats)  # readable?
+        except DAMAGE as err:
+            skipped(path, err)
+            continue
+        found.append((path.parent, stats))
     return found
 
 

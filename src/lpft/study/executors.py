@@ -8,14 +8,20 @@
   (``max_retries``); the run resumes from its last finished epoch (``lpft.runs.train``), so a study ends with the
   same numbers as an uninterrupted local one. Errors in a job (bad data, bad options) are not retried.
 
+Both run every job with the same number of torch threads (:func:`run_threads`): CPU kernels sum in an order that
+depends on the thread count, so only then are local and Ray results bit-identical.
+
 Run folders and caches are written under the workspace's ``out`` / ``cache_dir``: on a cluster every worker must see
 them (a shared mount); nothing is copied between machines.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import socket
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -44,8 +50,46 @@ def _first_line(err: BaseException) -> str:
     return str(err).splitlines()[0] if str(err) else type(err).__name__
 
 
+def run_threads(threads: int | None = None, cpus_per_run: float | None = None) -> int:
+    """The torch threads every job uses, under either executor: ``threads`` if given, else ``cpus_per_run``
+    (rounded down, at least 1), else torch's default in this process (the machine's cores)."""
+    import torch
+
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ConfigError(f"--threads-per-run must be an integer >= 1, got {threads!r}")
+        return threads
+    if cpus_per_run is not None:
+        _check_resource(cpus_per_run, "--cpus-per-run", positive=True)
+        return max(1, int(cpus_per_run))
+    return torch.get_num_threads()
+
+
+def _check_resource(value, option: str, positive: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or (value <= 0 if positive else value < 0):
+        raise ConfigError(f"{option} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
+
+
+@contextmanager
+def torch_threads(n: int):
+    """Run the body with ``n`` torch threads, then restore the caller's setting."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class LocalExecutor:
-    """One job after another in this process, in the given order (dependencies come first)."""
+    """One job after another in this process, in the given order (dependencies come first), each with
+    ``threads_per_run`` torch threads."""
+
+    def __init__(self, threads_per_run: int | None = None, cpus_per_run: float | None = None):
+        self.threads = run_threads(threads_per_run, cpus_per_run)
 
     def run(self, jobs: Sequence, ws: Workspace, deps: Sequence[tuple[int, ...]] | None = None) -> list[Path]:
         folders = []
@@ -53,7 +97,8 @@ class LocalExecutor:
         for i, job in enumerate(bar, 1):
             bar.set_postfix_str(job.label)
             reused, t0 = job.done(ws), time.perf_counter()
-            folders.append(Path(job.execute(ws)))
+            with torch_threads(self.threads):
+                folders.append(Path(job.execute(ws)))
             tqdm.write(_line(i, len(jobs), job, folders[-1], reused, time.perf_counter() - t0))
         return folders
 
@@ -108,27 +153,38 @@ class RayExecutor:
     """One actor per slot pulling jobs in dependency order; progress (done / running / failed) in the terminal as
     with the local executor."""
 
-    def __init__(self, address: str | None = None, cpus_per_run: float = 1, gpus_per_run: float = 0,
-                 max_retries: int = 3, num_cpus: int | None = None):
-        if cpus_per_run <= 0:
-            raise ConfigError(f"--cpus-per-run must be > 0, got {cpus_per_run}")
-        if gpus_per_run < 0:
-            raise ConfigError(f"--gpus-per-run must be >= 0, got {gpus_per_run}")
+    def __init__(self, address: str | None = None, cpus_per_run: float | None = None, gpus_per_run: float = 0,
+                 max_retries: int = 3, num_cpus: int | None = None, threads_per_run: int | None = None):
+        self.threads = run_threads(threads_per_run, cpus_per_run)
+        cpus_per_run = self.threads if cpus_per_run is None else cpus_per_run  # one CPU per thread unless told
+        _check_resource(cpus_per_run, "--cpus-per-run", positive=True)
+        _check_resource(gpus_per_run, "--gpus-per-run", positive=False)
         if max_retries < 0:
             raise ConfigError(f"--max-retries must be >= 0, got {max_retries}")
         self.ray = import_ray()
+        if address:
+            check_ray_address(address)  # seconds, not the minutes ray.init retries for
         self.address, self.cpus, self.gpus, self.max_retries = address, cpus_per_run, gpus_per_run, max_retries
         self.num_cpus = num_cpus
         self.startup_seconds = 0.0  # the last run's actor start (process, imports), once per slot before any job
 
     def _connect(self) -> None:
+        import logging
+
         ray = self.ray
         if ray.is_initialized():
             return
-        if self.address:
-            ray.init(address=self.address, log_to_driver=False)
-        else:  # a local instance for this study, as many CPUs as the machine has unless told
-            ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False)
+        quiet = {"log_to_driver": False, "logging_level": logging.ERROR}  # Ray's INFO / WARNING lines stay off stderr
+        try:
+            if self.address:
+                ray.init(address=self.address, **quiet)
+            else:  # a local instance for this study, as many CPUs as the machine has unless told
+                ray.init(num_cpus=self.num_cpus, include_dashboard=False, **quiet)
+        except (ConnectionError, TimeoutError, RuntimeError, ValueError) as err:
+            if isinstance(err, ConfigError):
+                raise
+            raise ConfigError(f"--ray-address {self.address or '(local instance)'}: cannot connect to Ray: "
+                              f"{_first_line(err).strip()}") from None
         total = ray.cluster_resources()
         if total.get("CPU", 0) < self.cpus or total.get("GPU", 0) < self.gpus:
             raise ConfigError(f"the Ray cluster has {total.get('CPU', 0):g} CPUs and {total.get('GPU', 0):g} GPUs: "
@@ -174,7 +230,7 @@ class RayExecutor:
         queue = [i for i, done in enumerate(reused) if not done]  # in order: dependencies come first
         running: dict = {}  # object ref -> (job index, actor)
         started = time.perf_counter()
-        idle = [worker.remote(max(1, int(self.cpus)), os.getcwd()) for _ in range(min(self.slots(), len(queue)))]
+        idle = [worker.remote(self.threads, os.getcwd()) for _ in range(min(self.slots(), len(queue)))]
         try:
             ray.get([actor.ready.remote() for actor in idle])
             self.startup_seconds = time.perf_counter() - started
@@ -221,10 +277,28 @@ class RayExecutor:
         return folders  # type: ignore[return-value]
 
 
+def check_ray_address(address: str, timeout: float = 5.0) -> None:
+    """A ``host:port`` (or ``ray://host:port``) that does not answer within ``timeout`` seconds is a ConfigError
+    now: ``ray.init`` would retry for minutes. ``auto`` is left to Ray (it fails fast without a cluster)."""
+    if address == "auto":
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"--ray-address {address!r}: expected 'auto' or HOST:PORT of a running Ray cluster")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as err:
+        raise ConfigError(f"--ray-address {address}: nothing answers there ({err.strerror or err}); start the "
+                          "cluster (ray start --head) or leave --ray-address unset for a local instance") from None
+
+
 def make_executor(name: str = "local", **options) -> Executor:
-    """``local`` or ``ray`` (options: address, cpus_per_run, gpus_per_run, max_retries, num_cpus)."""
+    """``local`` (options: threads_per_run, cpus_per_run) or ``ray`` (also address, gpus_per_run, max_retries,
+    num_cpus)."""
     if name == "local":
-        return LocalExecutor()
+        return LocalExecutor(options.get("threads_per_run"), options.get("cpus_per_run"))
     if name == "ray":
         return RayExecutor(**options)
     raise ConfigError(f"--executor {name!r} is unknown: expected one of {', '.join(EXECUTORS)}")

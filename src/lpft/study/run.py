@@ -39,6 +39,22 @@ def execute(p: Plan, ws: Workspace, executor: Executor) -> tuple[dict[str, Path]
     return folders, reused
 
 
+def check_outputs(spec: StudySpec, ws: Workspace, layout: str = "study") -> None:
+    """Before anything trains: --out and the cache can be written, and the report folder is new, empty or an lpft
+    report, and neither is nor holds what the study reads or writes (its file, --out, the cache, the data)."""
+    from ..io import check_writable_folder
+    from ..outputs import check_output_folder
+
+    from_file = spec.source.lower().endswith(".toml")
+    check_writable_folder(ws.out, f"{spec.source}: out" if from_file else "--out")
+    if ws.cache_dir not in (None, "default"):
+        check_writable_folder(ws.cache_dir, f"{spec.source}: cache_dir" if from_file else "--cache-dir")
+    if layout != "none":
+        reads = [ws.out] + ([spec.source] if from_file else []) + [p for p in (ws.data_dir,) if p] + \
+            ([ws.cache_dir] if ws.cache_dir not in (None, "default") else [])
+        check_output_folder(spec.report, "report", f"{spec.source}: report" if from_file else "--report", reads)
+
+
 def run_study(spec: StudySpec, ws: Workspace, executor: Executor | None = None, layout: str = "study"
               ) -> StudyResult:
     """Validate and plan everything, run it, write the report.
@@ -54,6 +70,7 @@ def run_study(spec: StudySpec, ws: Workspace, executor: Executor | None = None, 
     p = plan(spec, ws.data_dir)
     if spec.report is None and layout != "none":
         spec = dataclasses.replace(spec, report=Path(ws.out) / "study" / "report")
+    check_outputs(spec, ws, layout)
     started = time.perf_counter()
     folders, reused = execute(p, ws, executor or LocalExecutor())
     result = StudyResult(p, folders=folders, reused=reused)

@@ -133,7 +133,18 @@ _TOP = {"version", "tasks", "methods", "seeds", "out", "data_dir", "cache_dir", 
         "claims", "gd_max_steps", "compare", "run", "task", "norm_sweep", "ntk"}
 _SWEEP = {"tasks", "methods", "norms", "multipliers", "seeds", "split"}
 _NTK = {f.name for f in dataclasses.fields(NtkSpec)}
-_RUN_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig) if f.name not in STUDY_SKIPS}
+# a section's name is its task: `task` is no run option in [run] / [task.x] (only `task = "files"` declares a
+# section whose name is not a registered task as a files task)
+_RUN_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig) if f.name not in STUDY_SKIPS + ("task",)}
+
+
+def in_study_file(err: ConfigError, path: str | Path, where: str = "") -> ConfigError:
+    """``err`` (worded for the command line: ``--max-length ...``) reworded for a study file: the file, the table
+    and the key (``max_length``)."""
+    import re
+
+    text = re.sub(r"--([a-z][a-z0-9-]*)", lambda m: m.group(1).replace("-", "_"), str(err))
+    return ConfigError(f"{path}: {where + ': ' if where else ''}{text}")
 
 
 def _load_toml(path: Path) -> dict:
@@ -213,8 +224,11 @@ def load_study(path: str | Path, **location) -> tuple[StudySpec, Workspace]:
     names = top.list("tasks", str)
     if not names:
         raise ConfigError(f"{path}: 'tasks' is missing: expected a list of task names, e.g. tasks = [\"cb\", \"rte\"]")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{path}: 'tasks' names a task twice")
+    folded = [n.lower() for n in names]
+    if len(set(folded)) != len(folded):
+        twice = next(n for n in names if folded.count(n.lower()) > 1)
+        raise ConfigError(f"{path}: 'tasks' names {twice!r} twice (task names are compared ignoring case: their "
+                          "report folders would collide on case-insensitive file systems)")
 
     def rel(value: str | None) -> str | None:
         return str(path.parent / value) if value is not None and not Path(value).is_absolute() else value
@@ -234,13 +248,20 @@ def load_study(path: str | Path, **location) -> tuple[StudySpec, Workspace]:
     for name in names:
         table = task_tables.get(name, {})
         reader = _Reader(path, table, f"task.{name}", set(_RUN_FIELDS) | {"task", "ood", "methods"})
-        options = {**shared, **_run_options(reader, [k for k in table if k not in ("ood", "methods")])}
-        options.setdefault("task", name)
+        if "task" in table and reader.get("task", str).lower() != "files":
+            raise ConfigError(f"{path}: task in [task.{name}] must be \"files\" (a task defined by files) or left "
+                              f"out: the section's name is its task, got {table['task']!r}")
+        options = {**shared, **_run_options(reader, [k for k in table if k not in ("ood", "methods", "task")])}
+        options["task"] = "files" if "task" in table else name
         for key in ("train_file", "validation_file", "test_file"):
             if options.get(key):
                 options[key] = rel(options[key])
         ood = tuple(s if not s.lower().endswith((".csv", ".tsv", ".jsonl", ".json")) else rel(s)
                     for s in (reader.list("ood", str) or ()))
+        try:
+            RunConfig(**options).resolved()
+        except ConfigError as err:
+            raise in_study_file(err, path, f"[task.{name}]" if name in task_tables else "[run]") from None
         tasks.append(TaskSpec(name, RunConfig(**options), ood, reader.list("methods", str)))
 
     sweep = None
