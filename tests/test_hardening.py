@@ -712,3 +712,21 @@ def test_a_model_folder_with_only_pickled_weights_is_refused(tiny_bert_dir, pola
                          "--method", "ft", "--epochs", "1", "--out", tmp_path / "runs", "--cache-dir", "none")
     assert_one_error(code, lines, "holds only pickled weights (pytorch_model.bin)", "safetensors")
     assert not list((tmp_path / "runs").rglob("metrics.json")) if (tmp_path / "runs").exists() else True
+
+
+def test_ntk_memory_budget_has_a_floor(tmp_path, capsys, no_model_loading):
+    code, lines, _ = cli(capsys, "ntk", "--task", "cb", "--method", "ft", "--memory-budget", "1",
+                         "--out", tmp_path / "runs")
+    assert_one_error(code, lines, "--memory-budget must be >= 67108864 bytes (64 MiB), got 1")
+
+
+def test_disk_full_in_a_report_or_study_folder_is_one_line(tmp_path):
+    """Every folder writer (study, compare, claims, calibrate, export) goes through outputs.output_folder."""
+    from lpft.outputs import output_folder
+
+    (tmp_path / "report").mkdir()
+    with pytest.raises(DiskFullError, match="report"):
+        with output_folder(tmp_path / "report") as folder:
+            (folder / "report.md").write_text("half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"] and not any((tmp_path / "report").iterdir())

@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="kernel regression on the raw kernel (the authors') or on the kernel divided by its "
                              "largest train entry (max; deviation)")
     parser.add_argument("--memory-budget", type=int, default=None,
-                        help="bytes for gradient blocks (unset: 3 GiB)")
+                        help="bytes for gradient blocks, at least 64 MiB (unset: 3 GiB)")
     parser.add_argument("--embedding-fraction", type=float, default=None,
                         help="keep this fraction of the word-embedding parameters (entries, drawn with --seed), "
                              "rescaled: the paper's subsampling with 0.1; default exact")

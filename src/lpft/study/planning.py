@@ -158,8 +158,10 @@ def plan(spec: StudySpec, data_dir: str | None = None) -> Plan:
             raise ConfigError(f"--embedding-fraction must be in (0, 1], got {n.embedding_fraction}")
         if n.sketch is not None and n.sketch < 1:
             raise ConfigError(f"--sketch must be >= 1 (the projection's dimension K), got {n.sketch}")
-        if n.memory_budget is not None and n.memory_budget <= 0:
-            raise ConfigError(f"--memory-budget must be > 0, got {n.memory_budget}")
+        if n.memory_budget is not None and n.memory_budget < MIN_MEMORY_BUDGET:
+            # below this the gradient blocks shrink to slivers and the plan runs for hours instead of failing
+            raise ConfigError(f"--memory-budget must be >= {MIN_MEMORY_BUDGET} bytes (64 MiB), got "
+                              f"{n.memory_budget}")
         if n.predict_optimizer not in NTK_OPTIMIZERS:
             raise ConfigError(f"--predict-optimizer {n.predict_optimizer!r} is unknown: expected one of "
                               f"{', '.join(NTK_OPTIMIZERS)}")
@@ -173,6 +175,10 @@ def plan(spec: StudySpec, data_dir: str | None = None) -> Plan:
             jobs = result.ntk.setdefault(name, [])
             jobs += [j for j in (NtkJob(c, n) for c in configs) if j not in jobs]
     return result
+
+
+#: the smallest --memory-budget a command accepts (the library's LogitGradients takes any, for tests)
+MIN_MEMORY_BUDGET = 64 * 2**20
 
 
 def _subset(chosen, names: list[str], table: str) -> list[str]:
