@@ -44,11 +44,12 @@ def run(args: argparse.Namespace) -> int:
     from ..config import ConfigError
     from ..io import check_writable_folder
     from ..methods.lp import default_cache_dir
+    from ..outputs import check_output_folder
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be > 0, got {args.limit}")
     record = open_run(args.run)
-    check_writable_folder(args.report or Path(args.run) / "evaluation", "--report")
+    check_output_folder(args.report or Path(args.run) / "evaluation", "report", "--report", reads=[args.run])
     if cache_arg(args.cache_dir) not in (None, "default"):
         check_writable_folder(args.cache_dir, "--cache-dir")
     columns = tuple(parse_list(args.text_columns, "--text-columns", what="a column")) if args.text_columns else None
