@@ -7,8 +7,6 @@ run folders hold. ``lpft compare``, ``lpft norm-sweep``, ``lpft ntk`` and ``lpft
 """
 
 import importlib
-import sys
-import types
 
 # name -> submodule. Loaded on first use (PEP 562), so that the CLI's parsers can read lpft.study.spec without
 # importing the executors, the planner and the training code behind them (torch, transformers, scikit-learn).
@@ -32,17 +30,3 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(list(globals()) + __all__)
-
-
-class _Package(types.ModuleType):
-    """Importing the submodule ``lpft.study.plan`` (``run.py`` does) sets the package attribute ``plan`` to the
-    module, shadowing the function ``plan`` for every later ``from lpft.study import plan``: submodules are not
-    stored under a name the package exports (``sys.modules`` still holds them)."""
-
-    def __setattr__(self, name, value):
-        if isinstance(value, types.ModuleType) and name in _EXPORTS and value.__name__ == f"{__name__}.{name}":
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
