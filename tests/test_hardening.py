@@ -516,7 +516,7 @@ def test_predict_does_not_follow_predictions_out_of_the_run(runs_copy, tmp_path,
 def test_an_explicit_label_column_must_exist(runs_copy, tmp_path, polarity_csv, capsys, no_model_loading):
     _, run = runs_copy
     code, lines, _ = cli(capsys, "predict", run, polarity_csv, "--label-column", "nope", "--out", tmp_path / "p.csv")
-    assert_one_error(code, lines, "--label-column 'nope'", "has no such column")
+    assert_one_error(code, lines, "train.csv, line 1: missing column 'nope'")
     assert not (tmp_path / "p.csv").exists()
 
 
