@@ -17,6 +17,39 @@ SHARED_DATA = Path(os.environ.get("LPFT_DATA_DIR", REPO.parent / "shared" / "dat
 
 from tiny_models import ARCHS, save_tiny_model, tiny_config  # noqa: E402,F401
 
+# ---------------------------------------------------------------- test tiers
+# `python -m pytest -q` runs everything (CI, the README's command); `python -m pytest -q -m "not slow"` is the fast
+# tier for the edit-test loop. A test is slow when it trains whole runs or studies, starts processes or Ray, or reads
+# the real data with the embedded model: its file is in SLOW_FILES, it uses a fixture in SLOW_FIXTURES, or it is
+# marked `integration`. The lists are decided centrally here (issue 16), from `pytest --durations` and the fixtures
+# that build many runs; a new test that trains a study belongs in one of them.
+SLOW_FILES = {
+    "test_concurrency.py",               # each test starts 1-2 `lpft train` processes
+    "study/test_executors.py",           # a Ray instance and a study on it
+    "study/test_study_report.py",        # a whole study and its report
+    "methods/test_pipeline.py",          # a whole run per method, twice for determinism and resume
+    "decoders/test_decoder_pipeline.py",  # whole runs of GPT-2 / Llama / Qwen2 tiny decoders
+    "analysis/test_claims_cli.py",       # a study of every method, then `lpft claims`
+    "integration/test_cb_methods.py",
+}
+SLOW_TESTS = {"test_readme.py::test_every_command_parses_and_dry_runs_offline_in_order"}  # every README command
+SLOW_FIXTURES = {
+    "shared_data",   # the real data folder, read with the embedded MiniLM
+    "toy_runs",      # a finished run of every method (analysis tests)
+    "infer_runs",    # finished runs for the inference tests
+    "local_study",   # a study on the local executor
+    "study_out",     # a study for `lpft claims`
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    tests = Path(__file__).resolve().parent
+    for item in items:
+        where = Path(str(item.fspath)).resolve().relative_to(tests).as_posix()
+        if (where in SLOW_FILES or f"{where}::{item.name.split('[')[0]}" in SLOW_TESTS
+                or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("integration")):
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(scope="session", params=ARCHS)
 def tiny_model_dir(request, tmp_path_factory) -> Path:
