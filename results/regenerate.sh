@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Regenerate everything in results/ (report/, report/claims/) from a study file, by default the v2 study
+# results/study-v2.toml (STUDY=results/study.toml: the v1 study that made the committed report): one command,
+# resumable.
+# Finished runs and eNTKs under runs/paper-study-v2 are reused, an interrupted run resumes from its last checkpoint,
+# so after any interruption rerun the same command. Usage (from anywhere):
+#   bash results/regenerate.sh            # the study, its report and the seven claims
+#   bash results/regenerate.sh --dry-run  # its plan and estimated time only
+# Extra arguments go to `lpft study` (e.g. --executor ray). LPFT_PYTHON picks the interpreter (default: python).
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$here/.."
+exec nice -n 10 "${LPFT_PYTHON:-python}" -m lpft study "${STUDY:-results/study-v2.toml}" "$@"
