@@ -730,3 +730,21 @@ def test_disk_full_in_a_report_or_study_folder_is_one_line(tmp_path):
             (folder / "report.md").write_text("half")
             raise OSError(errno.ENOSPC, "No space left on device")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"] and not any((tmp_path / "report").iterdir())
+
+
+def test_a_local_ray_instance_prints_nothing_on_stderr(tmp_path):
+    """Ray's own INFO / WARNING lines ("Started a local Ray instance", the token notice) stay off the terminal."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    import lpft
+
+    code = ("from lpft.study import RayExecutor\n"
+            "ex = RayExecutor(num_cpus=1, threads_per_run=1)\nex._connect()\nex.ray.shutdown()\n")
+    env = {**__import__("os").environ, "PYTHONPATH": str(Path(lpft.__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == ""

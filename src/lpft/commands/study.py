@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     if ws.data_dir is not None and not Path(ws.data_dir).is_dir():
         where = "--data-dir" if args.data_dir else f"{args.file}: data_dir"
         raise ConfigError(f"{where} {ws.data_dir!r} is not a folder: expected the benchmark data folder")
-    check_outputs(spec, ws)
+    check_outputs(spec, ws, report_option="--report" if args.report else None)
     executor = executor_from_args(args)  # a bad executor option (an unreachable --ray-address) fails now
     try:
         jobs, deps = plan(spec, ws.data_dir).graph()

@@ -39,7 +39,7 @@ def execute(p: Plan, ws: Workspace, executor: Executor) -> tuple[dict[str, Path]
     return folders, reused
 
 
-def check_outputs(spec: StudySpec, ws: Workspace, layout: str = "study") -> None:
+def check_outputs(spec: StudySpec, ws: Workspace, layout: str = "study", report_option: str | None = None) -> None:
     """Before anything trains: --out and the cache can be written, and the report folder is new, empty or an lpft
     report, and neither is nor holds what the study reads or writes (its file, --out, the cache, the data)."""
     from ..io import check_writable_folder
@@ -52,7 +52,8 @@ def check_outputs(spec: StudySpec, ws: Workspace, layout: str = "study") -> None
     if layout != "none":
         reads = [ws.out] + ([spec.source] if from_file else []) + [p for p in (ws.data_dir,) if p] + \
             ([ws.cache_dir] if ws.cache_dir not in (None, "default") else [])
-        check_output_folder(spec.report, "report", f"{spec.source}: report" if from_file else "--report", reads)
+        option = report_option or (f"{spec.source}: report" if from_file else "--report")
+        check_output_folder(spec.report, "report", option, reads)
 
 
 def run_study(spec: StudySpec, ws: Workspace, executor: Executor | None = None, layout: str = "study"
