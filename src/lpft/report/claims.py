@@ -42,9 +42,9 @@ PER_RUN_FIELDS = ("method", "seed", "batch_size", "lr", "head_norm", "head_scale
 
 CLAIMS = {
     1: "LP-FT matches or beats FT in-distribution and out-of-distribution",
-    2: "Features change less under LP-FT (LP-LoRA) than under FT (LoRA): lower Diff(F), higher CS(F)",
+    2: "Features change less under LP-FT (LP-LoRA) than under FT (LoRA): lower Diff(F) (CS(F) shown)",
     3: "The head norm grows far more during LP than during FT",
-    4: "The FT-effective part weighs more in LP-FT's kernel than in FT's (FT ratio), with higher rank than P",
+    4: "The FT-effective part weighs more in LP-FT's kernel than in FT's (FT ratio; ranks shown with their cap)",
     5: "A larger head norm at the start of FT gives a smaller feature change, almost monotonically",
     6: "Temperature scaling improves calibration most for LP-FT (largest MCE gain)",
     7: "LoRA's FT-effective kernel is close to a scalar multiple of FT's",
@@ -55,8 +55,8 @@ COMMANDS = {
     1: "lpft compare --task TASK --methods ft,lp-ft --seeds 1,2,3 (OOD: lpft evaluate RUN --ood SET)",
     2: "lpft compare --task TASK --methods ft,lp-ft,lora,lp-lora --seeds 1,2,3 (or lpft evaluate RUN)",
     3: "lpft compare --task TASK --methods ft,lp-ft --seeds 1,2,3",
-    4: "lpft ntk --task TASK --method M --seed S for M in ft, lp-ft, lora, lp-lora and S in 1, 2, 3",
-    "5-adamw": "lpft norm-sweep --task TASK --methods ft,lp-ft --seeds 1,2,3",
+    4: "lpft ntk --task TASK --method M --seed S --n-train 250 for M in ft, lp-ft, lora, lp-lora and S in 1, 2, 3",
+    "5-adamw": "lpft norm-sweep --task TASK --methods ft,lp-ft --seeds 1,2,3 --norms 0.1,1,5,10,100",
     "5-sgd": "lpft ntk --task TASK --method ft --seed S --predict-optimizer sgd --head-norm X for X in 0.1,1,10,100",
     6: "lpft compare --task TASK --methods ft,lp-ft,lora,lp-lora --seeds 1,2,3",
     7: "lpft ntk --task TASK --method M --seed S for M in ft, lora and S in 1, 2, 3",
@@ -434,7 +434,7 @@ def compute(out: Path | list[Path], tasks: list[str] | None = None, data_dir=Non
             merged = features.setdefault(folder, {})
             merged.update({k: v for k, v in entry.items() if k != "ood_rows"})
             merged.setdefault("ood_rows", []).extend(entry.get("ood_rows", []))
-    runs = run_rows(records, labeller, features, data_dir, cache_dir, feature_extras=lp_path)
+    runs = run_rows(records, labeller, features, data_dir, cache_dir)
     found = {str(f.resolve()): (f, s) for root in roots for f, s in ntk_folders(root)}
     folders = [(f, s) for f, s in found.values() if not tasks or s["task"] in tasks]
     points = {(r["task"], r["method"], r["seed"], r["start_norm"]): r for root in roots for r in sweep_rows(root)}
