@@ -19,6 +19,15 @@ of the local study's time outside forward / backward passes at full scale.
    forward / backward / optimiser timers of ``benchmarks/compare.py``: the share of wall time outside forward and
    backward passes (goal <= 10%).
 
+5. **Overhead of one run** (``--overhead-only``): FT on the whole task (default CB, 10 epochs) with the resume
+   checkpoint policy of lpft 0.2 (``--checkpoint-every 0``: weights + AdamW state after every epoch, ~270 MB) and
+   today's default (every 300 s and on SIGINT / SIGTERM; best weights in memory), alternating over ``--overhead-rounds``,
+   side by side from each run's ``timing.json`` (lpft.timing: phases adding up to the wall time). "Outside forward /
+   backward" = wall - (training forward / backward + validation / test forward passes, the ``eval`` phase) (goal
+   <= 5%).
+
+    python benchmarks/study.py --overhead-only --epochs 10 --data-dir ../shared/data
+
 Only training is timed: the report's analysis does not depend on the executor.
 """
 
@@ -71,7 +80,15 @@ def main(argv=None) -> int:
                         help="only part 4: the cost model against a finished study's recorded times "
                              "(default results/study.toml)")
     parser.add_argument("--cache-dir", default=None, help="part 4: where the measured rates are cached")
+    parser.add_argument("--overhead-only", action="store_true",
+                        help="part 5 only: one FT run's time outside forward / backward, checkpoint every epoch "
+                             "against every 300 s")
+    parser.add_argument("--overhead-rounds", type=int, default=1, help="part 5: rounds of the two policies")
+    parser.add_argument("--ft-train-subset", type=int, default=None,
+                        help="part 5: train on the first N examples only (unset: the whole split, the issue's scale)")
     args = parser.parse_args(argv)
+    if args.overhead_only:
+        return overhead(args)
     if args.price_only:
         price_check(args.price_only, args.data_dir, args.cache_dir)
         return 0
@@ -216,6 +233,53 @@ def price_check(study_file: str, data_dir: str | None, cache_dir: str | None, th
     p, a = total
     print(f"{'others':10s} {'':4s} {a:9.0f}s {p:9.0f}s {p / a:6.2f} {p * factor:9.0f}s {p * factor / a:6.2f}"
           f"   goal: calibrated ratio within 0.75-1.25")
+
+
+def overhead(args) -> int:
+    """Part 5: one FT run's phases (timing.json) under the two checkpoint policies, rounds alternating."""
+    from lpft.cli import _quiet_libraries
+    from lpft.io import read_json
+    from lpft.methods.config import RunConfig
+    from lpft.runs import train
+    from lpft.timing import PHASES
+
+    _quiet_libraries()
+    torch.set_num_threads(args.workers)
+    root = Path(tempfile.mkdtemp(prefix="lpft-bench-overhead-"))
+    policies = {"every epoch (0.2)": 0.0, "every 300 s": 300.0}
+    timings = {name: [] for name in policies}
+    print(f"FT on {args.task} (train subset {args.ft_train_subset or 'none: whole split'}), {args.epochs} epochs, {args.workers} threads, load "
+          f"{os.getloadavg()[0]:.1f}; work folder {root}", flush=True)
+    for r in range(args.overhead_rounds):
+        order = list(policies) if r % 2 == 0 else list(policies)[::-1]
+        for name in order:
+            cfg = RunConfig(task=args.task, method="ft", epochs=args.epochs, eval_subset=args.eval_subset,
+                            train_subset=args.ft_train_subset, max_length=args.max_length,
+                            checkpoint_every=policies[name])
+            folder = train(cfg, out=root / f"r{r}-{policies[name]:g}", data_dir=args.data_dir, cache_dir=None,
+                           device="cpu")
+            timings[name].append(read_json(folder / "timing.json"))
+    print(f"\n=== one FT run, {args.overhead_rounds} round(s), load now {os.getloadavg()[0]:.1f} ===")
+    print(f"{'phase':18s}" + "".join(f"{name:>26s}" for name in policies))
+    for ph in (*PHASES, "other"):
+        cells = []
+        for name in policies:
+            secs = [t["phases"][ph] for t in timings[name]]
+            walls = [t["wall_seconds"] for t in timings[name]]
+            cells.append(f"{sum(secs) / len(secs):9.1f} s {100 * sum(secs) / sum(walls):5.1f}%")
+        print(f"{ph:18s}" + "".join(f"{c:>26s}" for c in cells))
+    for label, inside in (("outside forward / backward", ("forward_backward", "eval")),
+                          ("outside training steps + eval", ("forward_backward", "optimizer", "eval"))):
+        cells = []
+        for name in policies:
+            shares = [100 * (t["wall_seconds"] - sum(t["phases"][p] for p in inside)) / t["wall_seconds"]
+                      for t in timings[name]]
+            cells.append(f"{min(shares):.1f}-{max(shares):.1f}%" if len(shares) > 1 else f"{shares[0]:.1f}%")
+        print(f"{label:30s}" + "".join(f"{c:>20s}" for c in cells))
+    walls = {name: [t["wall_seconds"] for t in timings[name]] for name in policies}
+    print("wall per run                  " + "".join(f"{', '.join(f'{w:.1f}' for w in walls[n]) + ' s':>20s}"
+                                                     for n in policies))
+    return 0
 
 
 if __name__ == "__main__":
