@@ -192,13 +192,13 @@ def test_disk_full_is_one_line_and_the_run_resumes(polarity_csv, tiny_bert_dir, 
             "--checkpoint-every", "0"]  # a checkpoint after the epoch: the rerun resumes from it
     real_save = np.save
 
-    def full_disk(fh, array, **kwargs):  # the logits are the first arrays written after training
+    def full_disk(fh, array, **kwargs):  # the last epoch's test features are the first array written (epoch end)
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(np, "save", full_disk)
     code, lines, _ = cli(capsys, *args)
     line = assert_one_error(code, lines, "no space left on device while writing ",
-                            "validation.npy: free space and rerun to resume", progress=True)
+                            "last-epoch-test.npy: free space and rerun to resume", progress=True)
     folder = next((tmp_path / "runs").glob("files/ft/*"))
     assert str(folder) in line
     assert (folder / "state" / "progress.json").is_file() and not (folder / "metrics.json").exists()

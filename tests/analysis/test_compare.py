@@ -131,7 +131,8 @@ def test_study_report_tests_the_claims_on_its_own_folders(toy_runs, toy_files, t
     assert {r["folder"] for r in read_csv(report / "claims" / "runs.csv")} == {str(r.path) for r in toy_runs.values()}
     stats = read_csv(report / "claims" / "claims.csv")
     ood = [s for s in stats if s["claim"] == "1" and "OOD" in s["statistic"]]
-    assert ood and all(s["n"] == "1" and s["verdict"] == "inconclusive" for s in ood)  # one seed: no interval
+    # one seed gives no interval, and the toy runs sit at their majority class (rules v2's gate): never a firm verdict
+    assert ood and all(s["n"] == "1" and s["verdict"] in ("inconclusive", "uninformative") for s in ood)
 
 
 def test_an_interrupted_report_leaves_the_previous_one(toy_runs, toy_files, tiny_bert_dir, toy_out, toy_cache,

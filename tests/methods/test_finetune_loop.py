@@ -183,7 +183,9 @@ def test_protocol_options_are_validated(option, value, message):
         RunConfig(**{option: value}).resolved()
     resolved = RunConfig().resolved()
     assert (resolved.head_init, resolved.max_grad_norm, resolved.data_order) == ("normal", 1.0, "length")
-    assert RunConfig(max_grad_norm=None).resolved().max_grad_norm == 0.0
+    assert RunConfig(max_grad_norm=0).resolved().max_grad_norm == 0.0  # 0: no clipping (an int becomes a float)
+    with pytest.raises(ConfigError, match="--max-grad-norm must be a number, got None"):
+        RunConfig(max_grad_norm=None).resolved()
 
 
 # ---------------------------------------------------------------- checkpoint policy and stopping on a signal

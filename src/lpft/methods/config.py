@@ -192,8 +192,6 @@ class RunConfig:
                               f"{', '.join(SUBSET_ORDERS)}")
         if cfg.data_order not in DATA_ORDERS:
             raise ConfigError(f"--data-order {cfg.data_order!r} is unknown: expected one of {', '.join(DATA_ORDERS)}")
-        if cfg.max_grad_norm is None:
-            cfg.max_grad_norm = 0.0
         if not cfg.max_grad_norm >= 0:
             raise ConfigError(f"--max-grad-norm must be >= 0 (0: no clipping), got {cfg.max_grad_norm}")
         if cfg.dropout is not None and not 0 <= cfg.dropout < 1:

@@ -106,8 +106,9 @@ class Plan:
         jobs += [j for j in ntk if not j.config.uses_lp]
         jobs += [TrainJob(c) for c in configs if c.uses_lp and c not in first] + [j for j in ntk if j.config.uses_lp]
         index = {key: i for i, key in enumerate(probes)}
-        deps = [(index[probe_key(j.config)],) if j.config.uses_lp and i >= len(probes) else ()
-                for i, j in enumerate(jobs)]
+        # an eNTK job with no training run in the plan (`lpft ntk` alone) computes its probe itself: nothing to wait for
+        deps = [(index[probe_key(j.config)],) if j.config.uses_lp and i >= len(probes)
+                and probe_key(j.config) in index else () for i, j in enumerate(jobs)]
         return jobs, deps
 
 
