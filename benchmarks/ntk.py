@@ -199,7 +199,8 @@ def run_worker(kind: str, n: int, folder: str, sketch: int | None = None) -> dic
         raise RuntimeError(f"worker {kind} N={n} failed:\n{proc.stderr[-3000:]}")
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     out["save"] = save
-    print(f"  done: {kind:9s} N={n:<4d} {out['wall']:8.1f} s wall {out['cpu']:8.1f} s CPU", flush=True)
+    print(f"  done: {kind:9s} N={n:<4d} {out['wall']:8.1f} s wall {out['cpu']:8.1f} s CPU "
+          f"{out.get('peak_gb', float('nan')):.2f} GB peak RSS, load average {os.getloadavg()[0]:.1f}", flush=True)
     return out
 
 
@@ -293,8 +294,8 @@ def sketch_rows(args) -> None:
     load0 = f"{os.getloadavg()[0]:.1f}"
     with tempfile.TemporaryDirectory() as folder:
         print("running (each line is one subprocess)...", flush=True)
-        rows = {n: run_worker("sketch", n, folder, args.sketch) for n in args.sketch_sizes}
         exact = {n: run_worker("ours", n, folder) for n in args.sketch_sizes if n <= 250}
+        rows = {n: run_worker("sketch", n, folder, args.sketch) for n in args.sketch_sizes}
         err = {n: float(np.linalg.norm(np.load(rows[n]["save"]) - np.load(e["save"]))
                         / np.linalg.norm(np.load(e["save"]))) for n, e in exact.items()}
     print()

@@ -143,7 +143,8 @@ def plot(results: list[dict], path: Path) -> None:
     axes[2].set(xlabel="eigenvalue index", ylabel="eigenvalue / largest", title="normalised spectrum of F")
     for ax in axes:
         ax.legend(fontsize=6)
-    fig.suptitle("Sketched eNTK vs exact: CB, N = 250, MiniLM, start of fine-tuning", fontsize=9)
+    fig.suptitle(f"Sketched eNTK vs exact: CB, N = {results[0]['n_train']} (whole train split), MiniLM, start of "
+                 "fine-tuning", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
@@ -164,15 +165,17 @@ def main() -> None:
 
     from lpft.io import write_json
     load0 = os.getloadavg()[0]
-    results = [measure(m, args.ks, args.seeds, args.big_seeds, args.n, args.seed) for m in args.methods]
-    info = {"load_average_start": load0, "load_average_end": os.getloadavg()[0],
-            "torch_threads": torch.get_num_threads(), "results": results}
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "error.json", info)
-    md = table(results)
-    (args.out / "error.md").write_text(md + f"\n\nload average {load0:.1f} -> {os.getloadavg()[0]:.1f}\n")
-    plot(results, args.figure)
-    print(md)
+    results = []
+    for method in args.methods:  # written after each method, so a long run leaves what it finished
+        results.append(measure(method, args.ks, args.seeds, args.big_seeds, args.n, args.seed))
+        info = {"load_average_start": load0, "load_average_end": os.getloadavg()[0],
+                "torch_threads": torch.get_num_threads(), "results": results}
+        args.out.mkdir(parents=True, exist_ok=True)
+        write_json(args.out / "error.json", info)
+        md = table(results)
+        (args.out / "error.md").write_text(md + f"\n\nload average {load0:.1f} -> {os.getloadavg()[0]:.1f}\n")
+        plot(results, args.figure)
+        print(md, flush=True)
     print(f"load average {load0:.1f} -> {os.getloadavg()[0]:.1f}; "
           + "; ".join(f"{r['method']}: one engine pass feeding exact + {len(r['sketches'])} sketches "
                       f"{r['engine_seconds_all_sketches']:.0f} s, peak RSS {r['peak_rss_gb']:.1f} GB"
