@@ -26,7 +26,7 @@ TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 WAITING = "waiting for another process training"
 FINISHED_RUN = {"config.json", "environment.json", "heads", "model.safetensors", "logits", "history.json",
-                "steps.json", "timing.json", "metrics.json"}
+                "steps.json", "timing.json", "metrics.json", "features"}  # features/: the last epoch's test features
 
 
 def train_args(csv: Path, model: Path, out: Path, cache: Path) -> list[str]:
