@@ -32,7 +32,12 @@ SLOW_FILES = {
     "analysis/test_claims_cli.py",       # a study of every method, then `lpft claims`
     "integration/test_cb_methods.py",
 }
-SLOW_TESTS = {"test_readme.py::test_every_command_parses_and_dry_runs_offline_in_order"}  # every README command
+SLOW_TESTS = {
+    "test_readme.py::test_every_command_parses_and_dry_runs_offline_in_order",  # every README command
+    "test_cli.py::test_tiny_run_end_to_end_and_reuse",                   # two `lpft train` processes (10 s idle)
+    "test_hardening.py::test_a_local_ray_instance_prints_nothing_on_stderr",  # starts Ray in a process (6.5 s)
+    "ntk/test_ntk_sketch.py::test_sigterm_leaves_no_temporary_file",    # an `lpft ntk` process, killed (4.8 s)
+}
 SLOW_FIXTURES = {
     "shared_data",   # the real data folder, read with the embedded MiniLM
     "toy_runs",      # a finished run of every method (analysis tests)
