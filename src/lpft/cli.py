@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
+
+from .quiet import quiet_libraries
 
 # subcommand -> module (imported lazily so `lpft --help` is instant)
 COMMANDS = {
@@ -66,39 +67,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_libraries() -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import warnings
-
-    warnings.filterwarnings("ignore", module="peft")
-    # deprecation notices from inside transformers (e.g. when PEFT wraps a model) are not actionable for users
-    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    _quiet_libraries()
-    from .config import ConfigError
-    from .data.base import DataError
-    from .io import DiskFullError, is_disk_full
-    from .model import ModelError, resolve_device
+    quiet_libraries()
+    from .errors import DiskFullError, LpftError
+    from .io import is_disk_full
+    from .model import resolve_device
 
     try:
         if hasattr(args, "device"):  # one device rule for every command, checked before any work
             args.device = resolve_device(args.device)
         return int(importlib.import_module(args._module).run(args) or 0)
-    except (ConfigError, DataError, ModelError, DiskFullError) as err:
+    except LpftError as err:  # every user error (bad option, data, model, run folder, full disk, divergence)
         print(f"lpft: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:

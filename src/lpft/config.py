@@ -21,9 +21,7 @@ import textwrap
 import typing
 from functools import lru_cache
 
-
-class ConfigError(ValueError):
-    """An invalid option value (one-line message naming the option and what was expected)."""
+from .errors import ConfigError as ConfigError  # re-exported (defined in lpft.errors)
 
 
 @lru_cache(maxsize=None)

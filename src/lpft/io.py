@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import DiskFullError as DiskFullError  # re-exported (defined in lpft.errors)
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -40,16 +41,6 @@ def follow_umask(folder: str | os.PathLike) -> None:
     for path in root.rglob("*"):
         if not path.is_symlink():
             path.chmod(FOLDER_MODE if path.is_dir() else FILE_MODE)
-
-
-class DiskFullError(OSError):
-    """A write failed because the device is full; ``filename`` is the file lpft was writing."""
-
-    def __init__(self, path):
-        super().__init__(errno.ENOSPC, "no space left on device", str(path))
-
-    def __str__(self) -> str:
-        return f"no space left on device while writing {self.filename}: free space and rerun to resume"
 
 
 def is_disk_full(err: BaseException, folder: str | os.PathLike | None = None) -> bool:

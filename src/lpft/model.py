@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .errors import ModelError as ModelError  # re-exported (defined in lpft.errors)
 from .options import DEFAULT_MODEL, HEAD_INITS, POOLINGS, PRECISIONS  # noqa: F401  (re-exported: lpft.model names)
 
 #: ``config.model_type`` of decoder-only (causal) backbones: pooled on the last token by default, given position
@@ -43,8 +44,10 @@ def is_decoder(config) -> bool:
     if model_type in DECODER_MODEL_TYPES:
         return True
     try:
-        from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-                                                            MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+        from transformers.models.auto.modeling_auto import (
+            MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+            MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+        )
     except ImportError:  # pragma: no cover - a transformers without these tables: the listed types only
         return False
     return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
@@ -112,10 +115,6 @@ def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     sequence then gets the same positions (and so the same last-token state) as a right-padded one."""
     position_ids = attention_mask.long().cumsum(-1) - 1
     return position_ids.masked_fill(attention_mask == 0, 1)
-
-
-class ModelError(ValueError):
-    """A model name/path that cannot be loaded (one-line message)."""
 
 
 def resolve_model_path(name_or_path: str) -> str:

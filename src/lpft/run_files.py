@@ -16,18 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from .config import ConfigError, _base_type
-from .data.base import SPLITS, DataError
+from .data.base import SPLITS
+from .errors import FIX as FIX  # re-exported (defined in lpft.errors)
+from .errors import RunFolderError as RunFolderError
 from .io import load_array, load_tensors, read_json
 from .methods.config import LEGACY_PROTOCOL, RunConfig
-
-FIX = "remove the run folder and train again"
-
-
-class RunFolderError(DataError):
-    """A file of a run folder is missing, truncated or edited (one line naming the file)."""
-
-    def __init__(self, path: Path, problem: str):
-        super().__init__(f"run file {path} is damaged: {problem}; {FIX}")
 
 
 def _type_name(value) -> str:

@@ -12,11 +12,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from ..errors import DataError as DataError  # re-exported (defined in lpft.errors)
+
 SPLITS = ("train", "validation", "test")
-
-
-class DataError(ValueError):
-    """Bad or missing data. The message is one line naming the file/row/option and what was expected."""
 
 
 @dataclass(frozen=True)

@@ -30,18 +30,11 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from ..config import ConfigError
 from ..data.batching import Encoded, iterate, train_batches
+from ..errors import TrainingDiverged as TrainingDiverged  # re-exported (defined in lpft.errors)
 from ..io import atomic_path, load_tensors, read_json, save_tensors, write_json
 from ..model import Classifier, autocast, extract
 from ..timing import phase
-
-
-class TrainingDiverged(ConfigError):
-    """The loss became NaN or infinite: the run stops (no metrics, no NaN written) and names the step."""
-
-    def __init__(self, epoch: int, step: int, value: float, what: str = "loss"):
-        super().__init__(f"training diverged at epoch {epoch}, step {step}: {what} {value} — lower --lr")
 
 
 @dataclass

@@ -28,6 +28,7 @@ from typing import Protocol, Sequence
 from tqdm.auto import tqdm
 
 from ..config import ConfigError
+from ..errors import LpftError, reworded
 from ..options import EXECUTORS  # noqa: F401  (re-exported)
 from .spec import Workspace
 
@@ -136,9 +137,9 @@ class _Worker:
 
         if cwd and os.path.isdir(cwd):
             os.chdir(cwd)
-        from ..cli import _quiet_libraries
+        from ..quiet import quiet_libraries
 
-        _quiet_libraries()
+        quiet_libraries()
         torch.set_num_threads(threads)
 
     def ready(self) -> bool:
@@ -267,12 +268,8 @@ class RayExecutor:
         if failures:
             i, cause = failures[0]
             message = f"{len(failures)} of {len(jobs)} runs failed; first, {jobs[i].label}: {_first_line(cause)}"
-            from ..data.base import DataError
-            from ..model import ModelError
-
-            for kind in (ConfigError, DataError, ModelError):
-                if isinstance(cause, kind):
-                    raise kind(message)
+            if isinstance(cause, LpftError):  # a user error in a job: one line of the same kind, as a local run gives
+                raise reworded(cause, message)
             raise RuntimeError(message) from cause
         return folders  # type: ignore[return-value]
 
