@@ -108,7 +108,7 @@ def main(argv=None) -> int:
               f"load {os.getloadavg()[0]:.1f}", flush=True)
 
     print(f"\n=== fp32 / bf16 time ratio over {args.rounds} rounds (> 1: bf16 faster) ===")
-    for kind, unit in (("train", f"per FT step (batch 16)"), ("features", f"per example extracted")):
+    for kind, unit in (("train", "per FT step (batch 16)"), ("features", "per example extracted")):
         ratios = [a / b for a, b in zip(times[kind]["fp32"], times[kind]["bf16"])]
         per = args.steps if kind == "train" else len(enc.labels)
         med = {p: statistics.median(times[kind][p]) / per for p in ("fp32", "bf16")}

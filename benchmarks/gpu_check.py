@@ -54,7 +54,8 @@ def plan(args: argparse.Namespace, work: Path) -> list[dict]:
          "lpft": ["compare", "--task", "cb", "--methods", methods, "--seeds", seeds, "--epochs", str(epochs),
                   "--precision", args.precision, "--out", str(work / "runs"), "--report", str(work / "report"),
                   *data, *cache]},
-        {"name": f"eNTK N = {n}", "group": "ntk", "setting": f"cb, lp-ft, {n} train x {n} test (capped by the split), fp32/fp64",
+        {"name": f"eNTK N = {n}", "group": "ntk", "setting": f"cb, lp-ft, {n} train x {n} test (capped by the split), "
+                                                                      "fp32/fp64",
          "lpft": ["ntk", "--task", "cb", "--method", "lp-ft", "--n-train", str(n), "--n-test", str(n),
                   "--out", str(work / "ntk"), *data, *cache]},
     ]

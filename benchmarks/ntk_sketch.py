@@ -20,7 +20,6 @@ copied into docs/ntk.md by hand.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import time
@@ -106,7 +105,7 @@ def table(results: list[dict]) -> str:
         for K in sorted({s["K"] for s in r["sketches"]}):
             ss = [s for s in r["sketches"] if s["K"] == K]
 
-            def ms(key, fmt="{:.3f}"):
+            def ms(key, fmt="{:.3f}", ss=ss):
                 v = np.array([s[key] for s in ss])
                 return fmt.format(v.mean()) + (f" ± {fmt.format(v.std(ddof=1))}" if len(v) > 1 else "")
             k0 = ss[0]

@@ -21,7 +21,8 @@ of the local study's time outside forward / backward passes at full scale.
 
 5. **Overhead of one run** (``--overhead-only``): FT on the whole task (default CB, 10 epochs) with the resume
    checkpoint policy of lpft 0.2 (``--checkpoint-every 0``: weights + AdamW state after every epoch, ~270 MB) and
-   today's default (every 300 s and on SIGINT / SIGTERM; best weights in memory), alternating over ``--overhead-rounds``,
+   today's default (every 300 s and on SIGINT / SIGTERM; best weights in memory), alternating over
+   ``--overhead-rounds``,
    side by side from each run's ``timing.json`` (lpft.timing: phases adding up to the wall time). "Outside forward /
    backward" = wall - (training forward / backward + validation / test forward passes, the ``eval`` phase) (goal
    <= 5%).
@@ -248,7 +249,8 @@ def overhead(args) -> int:
     root = Path(tempfile.mkdtemp(prefix="lpft-bench-overhead-"))
     policies = {"every epoch (0.2)": 0.0, "every 300 s": 300.0}
     timings = {name: [] for name in policies}
-    print(f"FT on {args.task} (train subset {args.ft_train_subset or 'none: whole split'}), {args.epochs} epochs, {args.workers} threads, load "
+    print(f"FT on {args.task} (train subset {args.ft_train_subset or 'none: whole split'}), {args.epochs} epochs, "
+          f"{args.workers} threads, load "
           f"{os.getloadavg()[0]:.1f}; work folder {root}", flush=True)
     for r in range(args.overhead_rounds):
         order = list(policies) if r % 2 == 0 else list(policies)[::-1]

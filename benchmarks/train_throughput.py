@@ -31,7 +31,8 @@ Timing: tokenisation and model loading are outside every timing. ``loop`` is the
 optimiser and writes its resume checkpoint — weights + optimiser state — after the epoch; Trainer: constructing the
 ``Trainer`` plus ``train()``). Each round runs every variant once on a fresh model, in an order rotated each round
 to spread the drift of a noisy machine. Reported: every round's speed-up of ours over each baseline (its variants
-ran back to back) with the min / median / max over rounds, then the table of medians; a spread over 25% is flagged. An untimed warm-up step precedes the
+ran back to back) with the min / median / max over rounds, then the table of medians; a spread over 25% is flagged. An
+untimed warm-up step precedes the
 rounds. Padding share = pad tokens / all tokens of the batches fed to the model (counted by a forward pre-hook on the
 Classifier, identically for all variants).
 
@@ -53,7 +54,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
 # Tests never reach the Hugging Face hub (it is unreachable on CI); hub code paths are tested with fakes.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,7 +1,8 @@
 """``python tests/gated_lpft.py ARGS``: the ``lpft`` CLI, with fine-tuning paused after its first epoch (tests only).
 
-After the first epoch's resume state is saved (callers pass ``--checkpoint-every 0``: a checkpoint every epoch) (the run folder holds ``state/`` and the run lock is held), the
-process touches ``$LPFT_TEST_GATE.reached`` and waits until the file ``$LPFT_TEST_GATE`` exists (at most 120 s).
+After the first epoch's resume state is saved (callers pass ``--checkpoint-every 0``: a checkpoint every epoch) (the
+run folder holds ``state/`` and the run lock is held), the process touches ``$LPFT_TEST_GATE.reached`` and waits
+until the file ``$LPFT_TEST_GATE`` exists (at most 120 s).
 Concurrency tests use it to make "the second process arrives while the first is mid-run" certain rather than a
 matter of timing on a loaded machine. Everything else is the real CLI.
 """

@@ -12,8 +12,16 @@ import pytest
 
 import lpft
 from lpft import cli, errors
-from lpft.errors import (ConfigError, DataError, DiskFullError, LpftError, ModelError, RunFolderError,
-                         TrainingDiverged, reworded)
+from lpft.errors import (
+    ConfigError,
+    DataError,
+    DiskFullError,
+    LpftError,
+    ModelError,
+    RunFolderError,
+    TrainingDiverged,
+    reworded,
+)
 
 USER_ERRORS = [ConfigError, DataError, ModelError, RunFolderError, DiskFullError, TrainingDiverged]
 

@@ -108,9 +108,8 @@ def test_pairs_are_truncated_to_max_length(pairs_csv, tiny_bert_dir):
 
 
 def test_max_input_tokens_counts_roberta_padding_offset(tmp_path):
-    from tiny_models import save_tiny_model
-
     from lpft.model import max_input_tokens
+    from tiny_models import save_tiny_model
 
     assert max_input_tokens(str(save_tiny_model(tmp_path / "bert", "bert"))) == 160
     assert max_input_tokens(str(save_tiny_model(tmp_path / "roberta", "roberta"))) == 159  # ids start at pad + 1

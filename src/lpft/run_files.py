@@ -111,7 +111,7 @@ def check_history(path: Path, config: RunConfig, best_epoch: int) -> list:
     for i, row in enumerate(history):
         if not isinstance(row, dict):
             raise RunFolderError(path, f"row {i} should be an object, got {_type_name(row)}")
-        _require(path, row, "epoch", lambda v: v == i + 1, f"{i + 1}", f"row {i} ")
+        _require(path, row, "epoch", lambda v, i=i: v == i + 1, f"{i + 1}", f"row {i} ")
         _require(path, row, "train_loss", _is_number, "a finite number", f"row {i} ")
         _require(path, row, "validation", lambda v: isinstance(v, dict), "an object", f"row {i} ")
     if config.method != "lp" and not 1 <= best_epoch <= len(history):

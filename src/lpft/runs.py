@@ -42,19 +42,28 @@ from tqdm.auto import tqdm
 from .config import ConfigError
 from .data import Task, compute_metrics, files_task, get_task
 from .data.base import fingerprint
-from .data.subsets import check_splits, label_counts
 from .data.batching import Encoded, encode
+from .data.subsets import check_splits, label_counts
+from .errors import RunFolderError as RunFolderError  # re-exported (defined in lpft.errors)
 from .io import check_writable_folder, environment_info, save_array, save_tensors, write_json
-from .methods.config import LEGACY_PROTOCOL, RunConfig
+from .locks import exclusive, lock_path
+from .methods.config import RunConfig
 from .methods.finetune import finetune, load_trainable_state, trainable_state
 from .methods.lora import apply_lora, merge_lora
 from .methods.lp import default_cache_dir, linear_probe, pretrained_features, pretrained_features_key, set_head
-from .locks import exclusive, lock_path
-from .run_files import (RunFolderError, check_config, check_head, check_history, check_logits, check_metrics,
-                        check_model_header, check_model_state, check_one_head, check_steps)
+from .model import Classifier, extract, init_head, initializer_range, load_tokenizer, max_input_tokens, resolve_device
+from .run_files import (
+    check_config,
+    check_head,
+    check_history,
+    check_logits,
+    check_metrics,
+    check_model_header,
+    check_model_state,
+    check_one_head,
+    check_steps,
+)
 from .timing import PhaseTimer, phase
-from .model import (Classifier, extract, init_head, initializer_range, load_tokenizer, max_input_tokens,
-                    resolve_device)
 
 HEAD_STAGES = ("init", "lp", "start", "ft")
 # Test hook (tests/study): the first process to finish an epoch while this names a marker path creates the marker

@@ -7,11 +7,10 @@ sweep, data-mismatch checks) train into their own folders.
 from __future__ import annotations
 
 import pytest
+from toy_runs import toy_config, write_toy_csv
 
 from lpft.methods.config import METHODS
 from lpft.runs import RunRecord, train
-
-from toy_runs import toy_config, write_toy_csv
 
 
 @pytest.fixture(scope="session")

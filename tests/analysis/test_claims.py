@@ -40,14 +40,14 @@ def test_interval_edge_cases():
 
 
 def test_verdict_and_combine():
-    I = C.Interval
-    assert C.verdict(I(1, 0.5, 2, 3), 0) == C.HOLDS
-    assert C.verdict(I(-1, -2, -0.5, 3), 0) == C.FAILS
-    assert C.verdict(I(0, -1, 1, 3), 0) == C.INCONCLUSIVE
-    assert C.verdict(I(5, None, None, 1), 0) == C.INCONCLUSIVE  # one seed: never a verdict
-    assert C.verdict(I(None, None, None, 0), 0) == C.NO_DATA
-    assert C.verdict(I(-0.9, -0.95, -0.85, 3), -0.8, larger=False) == C.HOLDS
-    assert C.verdict(I(-0.5, -0.7, -0.3, 3), -0.8, larger=False) == C.FAILS
+    Iv = C.Interval
+    assert C.verdict(Iv(1, 0.5, 2, 3), 0) == C.HOLDS
+    assert C.verdict(Iv(-1, -2, -0.5, 3), 0) == C.FAILS
+    assert C.verdict(Iv(0, -1, 1, 3), 0) == C.INCONCLUSIVE
+    assert C.verdict(Iv(5, None, None, 1), 0) == C.INCONCLUSIVE  # one seed: never a verdict
+    assert C.verdict(Iv(None, None, None, 0), 0) == C.NO_DATA
+    assert C.verdict(Iv(-0.9, -0.95, -0.85, 3), -0.8, larger=False) == C.HOLDS
+    assert C.verdict(Iv(-0.5, -0.7, -0.3, 3), -0.8, larger=False) == C.FAILS
     assert C.combine([C.HOLDS, C.HOLDS, C.NO_DATA]) == C.HOLDS
     assert C.combine([C.HOLDS, C.INCONCLUSIVE]) == C.INCONCLUSIVE
     assert C.combine([C.HOLDS, C.FAILS, C.INCONCLUSIVE]) == C.FAILS

@@ -5,13 +5,12 @@ import json
 
 import numpy as np
 import pytest
+from toy_runs import toy_config
 
 from lpft.cli import main
 from lpft.io import write_json
 from lpft.report.tables import read_csv, write_csv
 from lpft.runs import train
-
-from toy_runs import toy_config
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from toy_runs import toy_config
 
 import lpft.report.compare as compare_module
 from lpft.analysis.calibration import fit_temperature
@@ -15,13 +16,10 @@ from lpft.cli import main
 from lpft.config import ConfigError
 from lpft.methods.config import METHODS, RunConfig
 from lpft.model import DEFAULT_MODEL
-from lpft.study import StudySpec, TaskSpec, Workspace, run_study, study_configs
 from lpft.report.plots import plot_dynamics
 from lpft.report.tables import fmt_mean_std, fmt_number, fmt_percent, markdown_table, mean_std, read_csv, write_csv
 from lpft.runs import RunRecord
-
-from toy_runs import toy_config
-
+from lpft.study import StudySpec, TaskSpec, Workspace, run_study, study_configs
 
 # ---------------------------------------------------------------- helpers
 

@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from lpft.analysis.dynamics import (compare_to_probe, gd_linear_probe, lp_dynamics, lp_objective,
-                                    probe_regularisation, snap_to_grid, verdict)
+from lpft.analysis.dynamics import (
+    compare_to_probe,
+    gd_linear_probe,
+    lp_dynamics,
+    lp_objective,
+    probe_regularisation,
+    snap_to_grid,
+    verdict,
+)
 from lpft.config import ConfigError
 
 STEP_KEYS = {"step", "loss", "head_weight_norm", "head_bias_norm", "mean_logit_norm"}

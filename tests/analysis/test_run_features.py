@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+from toy_runs import toy_config, write_toy_csv
 
 import lpft.analysis.run_features as rf
 from lpft.analysis.features import feature_difference
@@ -13,8 +14,6 @@ from lpft.analysis.run_features import head_logits, run_features, run_split, tab
 from lpft.data import DataError
 from lpft.model import Classifier, extract
 from lpft.runs import RunRecord, train
-
-from toy_runs import toy_config, write_toy_csv
 
 
 @pytest.mark.parametrize("method", ["ft", "lora", "lp-ft"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from toy_runs import toy_config
 
 from lpft.analysis.sweep import summarise_sweep, sweep_rows
 from lpft.cli import main
@@ -13,8 +14,6 @@ from lpft.report.norm_sweep import write_sweep_report
 from lpft.report.tables import read_csv
 from lpft.runs import RunRecord
 from lpft.study import LocalExecutor, TrainJob, Workspace, sweep_configs
-
-from toy_runs import toy_config
 
 
 def test_sweep_configs_cover_the_grid_and_validate():

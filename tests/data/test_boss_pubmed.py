@@ -13,7 +13,6 @@ from lpft.data import DataError, Example, get_task
 from lpft.data.boss import LABELS as BOSS_LABELS
 from lpft.data.boss import PANDAS_NA, read_boss_file
 from lpft.data.pubmed import LABELS as PUBMED_LABELS
-from lpft.data.pubmed import read_pubmed_file
 
 BOSS = Path("BOSS") / "SentimentAnalysis"
 

@@ -11,8 +11,16 @@ from scipy.stats import chisquare
 from lpft.cli import main
 from lpft.data import DataError
 from lpft.data.base import Example
-from lpft.data.subsets import (P_THRESHOLD, SUBSET_SEED, TV_THRESHOLD, check_splits, cut_train_validation,
-                               distribution_shift, label_counts, take)
+from lpft.data.subsets import (
+    P_THRESHOLD,
+    SUBSET_SEED,
+    TV_THRESHOLD,
+    check_splits,
+    cut_train_validation,
+    distribution_shift,
+    label_counts,
+    take,
+)
 from lpft.methods.config import RunConfig
 from lpft.run_files import check_config
 from lpft.runs import prepare
@@ -48,10 +56,12 @@ def test_stratified_subset_of_a_sorted_file_is_balanced(sorted_file, tiny_bert_d
 def test_first_n_of_a_sorted_file_warns(sorted_file, tiny_bert_dir, capsys):
     """The file-order cut puts the last class into validation only; first 120 training rows hold 12 neutral."""
     prep = prepare(cfg(sorted_file, tiny_bert_dir, train_subset=120, subset_order="first"))
-    assert counts(prep, "train") == [54, 12, 54] and counts(prep, "validation") == [0, 16, 0]  # negative, neutral, positive
+    # classes: negative, neutral, positive
+    assert counts(prep, "train") == [54, 12, 54] and counts(prep, "validation") == [0, 16, 0]
     err = capsys.readouterr().err
     assert "warning: the train split of files (the first 120 of 146, --train-subset, --subset-order first" in err
-    assert "warning: the validation split of files (a file-order 9:1 cut" in err and "no example of negative, positive" in err
+    assert "warning: the validation split of files (a file-order 9:1 cut" in err
+    assert "no example of negative, positive" in err
     assert err.count("--subset-order stratified keeps each class's share") == 2
 
 

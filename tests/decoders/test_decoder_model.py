@@ -3,16 +3,14 @@ defaults per architecture, LoRA targets, and the linear probe head against sciki
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
-from tiny_models import DECODER_ARCHS, decoder_tokenizer, tiny_config, tiny_decoder_config
 from lpft.config import ConfigError
 from lpft.methods.config import RunConfig
 from lpft.methods.lora import apply_lora
-from lpft.model import (Classifier, default_dropout, default_pooling, is_decoder, load_tokenizer, pool,
-                        pool_weights)
+from lpft.model import Classifier, default_dropout, default_pooling, is_decoder, load_tokenizer, pool, pool_weights
+from tiny_models import DECODER_ARCHS, decoder_tokenizer, tiny_config, tiny_decoder_config
 
 TEXTS = ["good great fine item 1", "bad item", "the movie was not very good 12 13", "poor"]
 

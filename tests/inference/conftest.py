@@ -4,10 +4,9 @@ runs of a tiny BERT trained on them once per session (a few seconds each on 2 co
 from __future__ import annotations
 
 import pytest
+from infer_data import METHODS, run_config, write_csv
 
 from lpft.runs import train
-
-from infer_data import METHODS, run_config, write_csv
 
 
 @pytest.fixture(scope="session")

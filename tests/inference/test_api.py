@@ -6,14 +6,13 @@ import csv
 
 import numpy as np
 import pytest
+from infer_data import run_config
 from scipy.special import softmax
 
 import lpft
 from lpft.analysis.calibration import fit_temperature
 from lpft.inference import predictor as predictor_module
 from lpft.runs import RunRecord, train
-
-from infer_data import run_config
 
 
 def file_texts(files, name="test.csv", pairs=False):

@@ -13,10 +13,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from infer_data import run_config, write_csv
 
 from lpft.cli import main
-
-from infer_data import run_config, write_csv
 from tiny_models import umask_modes
 
 # Runs each export's README loader in a fresh namespace, as a user would paste it; one process for all exports so

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from lpft.data import DataError
-from lpft.inference.inputs import read_inputs, is_pair_task
+from lpft.inference.inputs import is_pair_task, read_inputs
 from lpft.methods.config import RunConfig
 
 
@@ -46,7 +46,8 @@ def test_unlabelled_and_explicit_columns(tmp_path):
     with pytest.raises(DataError, match=r"x\.csv, line 2: unknown label 'a' in column 'kind'"):
         read_inputs(sst2, tmp_path / "x.csv", ("body",), "kind")
     with pytest.raises(DataError, match=r"x\.csv, line 1: has columns body, kind; expected text column\(s\) "
-                                        r"wic's release fields word, sentence1, sentence2 \(a \.jsonl\) or 'text,text_pair'"):
+                                        r"wic's release fields word, sentence1, sentence2 \(a \.jsonl\) "
+                                        r"or 'text,text_pair'"):
         read_inputs(record("wic", ("False", "True")), tmp_path / "x.csv")
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
-from lpft.analysis.calibration import (calibration_report, expected_calibration_error, maximum_calibration_error)
+from lpft.analysis.calibration import calibration_report, expected_calibration_error, maximum_calibration_error
 from lpft.cli import main
 from lpft.data import compute_metrics
 from lpft.runs import RunRecord
@@ -97,7 +97,8 @@ BAD = [
     ("unknown.csv", "text,label\ngoal,sport\nsoup,drinks\n", ["unknown.csv, line 3", "unknown label 'drinks'"]),
     ("bad.jsonl", '{"text": "goal"}\n{"text": 3}\n', ["bad.jsonl, line 2", "field 'text' is int"]),
     ("nolabel.jsonl", '{"text": "goal", "label": "sport"}\n{"text": "soup"}\n', ["nolabel.jsonl, line 2", "'label'"]),
-    ("columns.csv", "body,label\ngoal,sport\n", ["columns.csv, line 1", "has columns body, label; expected text column(s) 'text'"]),
+    ("columns.csv", "body,label\ngoal,sport\n",
+     ["columns.csv, line 1", "has columns body, label; expected text column(s) 'text'"]),
     ("notes.txt", "goal\n", ["notes.txt", "unsupported file type '.txt'"]),
 ]
 

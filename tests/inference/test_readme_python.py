@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import doctest
 import re
+from pathlib import Path
 
 import pytest
-
-from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 

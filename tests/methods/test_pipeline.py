@@ -9,7 +9,6 @@ import torch
 import lpft.methods.finetune as finetune_module
 from lpft.methods.config import RunConfig
 from lpft.runs import RunRecord, train
-
 from tiny_models import umask_modes
 
 WORDS = {"sport": "goal match team score", "tech": "chip software code phone", "food": "bread cheese soup salt"}

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from tiny_models import activate_lora_b, tiny_decoder_config
 from lpft.methods.lora import apply_lora
 from lpft.model import Classifier
 from lpft.ntk import compute_kernels
 from lpft.ntk.gradients import LogitGradients
 from lpft.ntk.reference import jacobian_entk
+from tiny_models import activate_lora_b, tiny_decoder_config
 
 C = 3
 

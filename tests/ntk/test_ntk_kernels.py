@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from tiny_models import ARCHS, activate_lora_b, tiny_config
 from lpft.methods.lora import apply_lora
 from lpft.model import Classifier
 from lpft.ntk import compute_kernels, compute_kernels_to_dir, load_kernels
 from lpft.ntk.gradients import DenseBlock, EmbeddingBlock, LogitGradients, embedding_entries_kept, pad_rows
 from lpft.ntk.reference import authors_entk, jacobian_entk, logit_jacobians
+from tiny_models import ARCHS, activate_lora_b, tiny_config
 
 VOCAB, C = 40, 3
 

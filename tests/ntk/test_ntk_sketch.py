@@ -12,8 +12,8 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-
 from test_ntk_kernels import C, make_rows, tiny_classifier
+
 from lpft.ntk import compute_kernels, compute_kernels_to_dir, load_kernels
 from lpft.ntk.blocks import EmbeddingBlock
 from lpft.ntk.gradients import LogitGradients

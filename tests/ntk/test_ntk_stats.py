@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lpft.ntk import (frobenius_norm, ft_ratio, kernel_regression, numerical_rank, pretrain_kernel,
-                      residuals)
+from lpft.ntk import frobenius_norm, ft_ratio, kernel_regression, numerical_rank, pretrain_kernel, residuals
 from lpft.ntk.plots import normalized_spectrum, pair_trace_norms, plot_pair_norms, plot_spectra
 from lpft.ntk.stats import RANK_EPS
 

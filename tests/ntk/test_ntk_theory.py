@@ -26,10 +26,10 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import BaseModelOutput
 
-from tiny_models import ARCHS, tiny_config
 from lpft.methods.lora import apply_lora
 from lpft.model import Classifier
 from lpft.ntk import compute_kernels, residuals
+from tiny_models import ARCHS, tiny_config
 
 C = 3
 

@@ -15,8 +15,7 @@ from lpft.cli import main
 from lpft.data.base import Task
 from lpft.methods.config import RunConfig
 from lpft.study import load_study, plan
-from lpft.study.cost import (TASK_PROFILES, Profile, Rates, cpu_rates, flops_per_token, makespan, profile,
-                             run_seconds)
+from lpft.study.cost import TASK_PROFILES, Profile, Rates, cpu_rates, flops_per_token, makespan, profile, run_seconds
 
 PAPER = Path(__file__).resolve().parents[2] / "studies" / "paper.toml"
 RATES = Rates("all-MiniLM-L6-v2", "cpu", 1, ft=(0.05, 1e-3), lora=(0.04, 7e-4), forward=3e-4, probe=0.01,

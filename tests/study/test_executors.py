@@ -7,14 +7,13 @@ import json
 
 import numpy as np
 import pytest
+from study_files import study_toml
 
 from lpft.cli import main
 from lpft.io import read_json
 from lpft.report.tables import fmt_mean_std, fmt_percent, read_csv
 from lpft.runs import EXIT_HOOK_ENV, RunRecord
 from lpft.study import RayExecutor, load_study, plan, run_study
-
-from study_files import study_toml
 
 
 def run_files(out):

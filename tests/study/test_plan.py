@@ -6,14 +6,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from study_files import study_toml
 
 from lpft.cli import main
 from lpft.config import ConfigError
 from lpft.methods.config import RunConfig
 from lpft.runs import run_folder
 from lpft.study import StudySpec, SweepSpec, TaskSpec, load_study, plan, probe_key
-
-from study_files import study_toml
 
 
 def test_lp_is_one_run_whatever_the_seed_and_schedule():
@@ -133,8 +132,10 @@ def test_compare_tasks_bad_input_is_one_line(tmp_path, capsys, args, message):
 def test_ntk_tables_and_head_norms(two_tasks, tmp_path):
     path = tmp_path / "s.toml"
     ntk = ('\n[[ntk]]\nmethods = ["ft", "lp-ft"]\nn_train = 4\npredict = false\n'
-           '\n[[ntk]]\nmethods = ["lp-ft"]\nseeds = [2]\nn_train = 3\nhead_norms = [0.5, 5]\npredict_optimizer = "sgd"\n')
-    path.write_text(study_toml(two_tasks, "m", extra=ntk).replace("tsne_samples = 8", "tsne_samples = 8\nclaims = true"))
+           '\n[[ntk]]\nmethods = ["lp-ft"]\nseeds = [2]\nn_train = 3\nhead_norms = [0.5, 5]\n'
+           'predict_optimizer = "sgd"\n')
+    toml = study_toml(two_tasks, "m", extra=ntk)
+    path.write_text(toml.replace("tsne_samples = 8", "tsne_samples = 8\nclaims = true"))
     spec, _ = load_study(path)
     table2, sgd = spec.ntk
     assert spec.claims and (table2.predict, table2.head_norms) == (False, ()) and sgd.head_norms == (0.5, 5.0)

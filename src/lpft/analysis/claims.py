@@ -199,8 +199,8 @@ def claim1(runs: list[dict], paper_table8: dict | None = None) -> list[Statistic
         sets = dict.fromkeys(s for r in runs if r["task"] == task for s in (r.get("ood") or {}))
         for s in sets:
             out.append(_paired(1, task, f"LP-FT − FT test metric (points), OOD {s}",
-                               _by_seed(runs, task, "lp-ft", lambda r: (r.get("ood") or {}).get(s)),
-                               _by_seed(runs, task, "ft", lambda r: (r.get("ood") or {}).get(s)), CLAIM1_MARGIN,
+                               _by_seed(runs, task, "lp-ft", lambda r, s=s: (r.get("ood") or {}).get(s)),
+                               _by_seed(runs, task, "ft", lambda r, s=s: (r.get("ood") or {}).get(s)), CLAIM1_MARGIN,
                                methods=("ft", "lp-ft")))
     return out
 
@@ -255,8 +255,9 @@ def claim3(runs: list[dict], paper_table1: dict | None = None,
             lp_growth.update(_by_seed(runs, task, method, lambda r: _log2_ratio(r.get("norm_lp"), r.get("norm_init"))))
         ft_growth = _by_seed(runs, task, "ft", lambda r: _log2_ratio(r.get("norm_end"), r.get("norm_start")))
         # the logit scale: phi does not move during LP, so LP's logit-scale growth equals its Norm(C) growth
-        ft_scale = _by_seed(runs, task, "ft", lambda r: _log2_ratio(_logit_scale(r.get("norm_end"), r.get("phi_norm_end")),
-                                                                 _logit_scale(r.get("norm_start"), r.get("phi_norm_pre"))))
+        ft_scale = _by_seed(runs, task, "ft",
+                            lambda r: _log2_ratio(_logit_scale(r.get("norm_end"), r.get("phi_norm_end")),
+                                                  _logit_scale(r.get("norm_start"), r.get("phi_norm_pre"))))
         note = ""
         if not ft_growth:
             ft_growth = {s: 0.0 for s in lp_growth}
@@ -418,17 +419,6 @@ def claim5(sweep_rows: list[dict], optimizer: str, decides: bool = True) -> tupl
 
 
 # ---------------------------------------------------------------- claim 6
-def mce_gain_gap(runs: list[dict], task: str) -> dict:
-    """seed -> MCE gain of LP-FT minus the largest gain of the other fine-tuning methods of that seed."""
-    gains = {m: _by_seed(runs, task, m, lambda r: None if r.get("mce_before") is None or r.get("mce_after") is None
-                         else r["mce_before"] - r["mce_after"]) for m in ("ft", "lp-ft", "lora", "lp-lora")}
-    out = {}
-    for seed, g in gains["lp-ft"].items():
-        others = [gains[m][seed] for m in ("ft", "lora", "lp-lora") if seed in gains[m]]
-        if others:
-            out[seed] = g - max(others)
-    return out
-
 
 CLAIM6_MIN_VALIDATION = 100
 SMALL_BIN = 5  # an MCE from a bin with fewer test examples moves by >= 20 points per example
@@ -586,7 +576,7 @@ def claim7(pair_rows: list[dict]) -> list[Statistic]:
         rows = [r for r in pair_rows if r["task"] == task]
         parts = ", ".join(sorted({r.get("ft_part", "whole model") for r in rows}))
 
-        def seeds(key):
+        def seeds(key, rows=rows):
             return {r["seed"]: r[key] for r in rows if r.get(key) is not None}
 
         mean = {k: float(np.mean(list(seeds(k).values()))) if seeds(k) else float("nan")

@@ -7,7 +7,6 @@ from typing import Callable
 
 from ..config import ConfigError, add_config_arguments, config_from_args, field_docs
 from ..methods.config import RunConfig
-
 from ..study.spec import STUDY_SKIPS  # run options a study sets itself, per run (a sweep also sets the head norm)
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from ._options import open_run
 from .train import format_table
 
-
 DESCRIPTION = ("Fits the temperature on the run's validation logits and writes calibration.json, "
                "reliability.csv and reliability.png to --report (unset: <run>/calibration).")
 

@@ -8,10 +8,15 @@ import dataclasses
 from pathlib import Path
 
 from ..methods.config import METHODS
-from ._options import (add_executor_arguments, add_study_arguments, base_config, executor_from_args, parse_list,
-                       workspace_from_args)
+from ._options import (
+    add_executor_arguments,
+    add_study_arguments,
+    base_config,
+    executor_from_args,
+    parse_list,
+    workspace_from_args,
+)
 from .train import add_run_location_arguments, format_table
-
 
 DESCRIPTION = ("Trains the runs that are missing under <out>/<task>/ (finished runs are reused) and writes "
                "report.md, CSV files and figures to --report (unset: <out>/<task>/report; with --tasks: "
@@ -43,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from ..report.tables import fmt_mean_std, fmt_percent, read_csv
     from ..study import StudySpec, TaskSpec, run_study
 
-    base = base_config(args) if args.task else base_config(args, task=parse_list(args.tasks, "--tasks", what="a task name")[0])
+    base = (base_config(args) if args.task
+            else base_config(args, task=parse_list(args.tasks, "--tasks", what="a task name")[0]))
     tasks = [t.lower() for t in parse_list(args.tasks, "--tasks", what="a task name")] if args.tasks else \
         [base.task.lower()]
     if len(set(tasks)) != len(tasks):
@@ -82,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         table = [["method", f"{primary} (%)", "Diff(F)", "Norm(C)", "ECE w/o → w/ TS (%)"]]
         for method in dict.fromkeys(r["method"] for r in rows):
             group = [r for r in rows if r["method"] == method]
-            col = lambda key: [float(r[key]) for r in group]  # noqa: E731
+            col = lambda key, group=group: [float(r[key]) for r in group]  # noqa: E731
             ece = [fmt_mean_std(col(key), fmt_percent) for key in ("ece_before", "ece_after")]
             table.append([LABEL[method], fmt_mean_std(col(primary), fmt_percent), fmt_mean_std(col("diff")),
                           fmt_mean_std(col("norm_weight")), f"{ece[0]} → {ece[1]}"])

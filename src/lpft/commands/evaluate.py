@@ -8,7 +8,6 @@ from pathlib import Path
 from ._options import open_run, parse_list
 from .train import cache_arg, format_table
 
-
 DESCRIPTION = ("Writes evaluation.csv and report.md to --report (unset: <run>/evaluation). Each set's role: ID for "
                "the run's own test split and for sets of its distribution (cola-id next to a CoLA run, "
                "boss-amazon-full next to boss-amazon), ID+OOD for CoLA's mixed test split, OOD for every other set.")
@@ -32,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "seed); unset: all")
     parser.add_argument("--report", default=None,
                         help="folder for evaluation.csv and report.md; unset: <run>/evaluation")
-    parser.add_argument("--data-dir", default=None, help="benchmark data folder; unset: $LPFT_DATA_DIR, else the Hugging Face hub")
+    parser.add_argument("--data-dir", default=None,
+                        help="benchmark data folder; unset: $LPFT_DATA_DIR, else the Hugging Face hub")
     parser.add_argument("--cache-dir", default="default",
                         help="feature cache: 'default' is $LPFT_CACHE_DIR or ~/.cache/lpft; 'none' disables")
     parser.add_argument("--device", default=None,

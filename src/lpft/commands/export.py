@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..config import ConfigError
 from ._options import open_run
@@ -30,7 +29,8 @@ def run(args: argparse.Namespace) -> int:
     if args.adapter and not record.config.uses_lora:
         raise ConfigError(f"--adapter needs a LoRA run (lora or lp-lora); {args.run} is a {record.config.method} run")
     target = check_output_folder(args.dir, "export", "DIR", reads=[args.run])
-    with output_folder(target, "export", "DIR", reads=[args.run]) as tmp:  # built under a temporary name, then swapped in whole
+    # built under a temporary name, then swapped in whole
+    with output_folder(target, "export", "DIR", reads=[args.run]) as tmp:
         meta = export_run(args.run, tmp, adapter=args.adapter, shown_as=args.dir)
     kind = "PEFT adapter" if args.adapter else "Hugging Face model" + (" (LoRA merged)" if record.config.uses_lora
                                                                         else "")

@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._options import (add_executor_arguments, add_study_arguments, base_config, executor_from_args, parse_list,
-                       workspace_from_args)
+from ._options import (
+    add_executor_arguments,
+    add_study_arguments,
+    base_config,
+    executor_from_args,
+    parse_list,
+    workspace_from_args,
+)
 from .train import add_run_location_arguments, format_table
 
 DESCRIPTION = ("Trains one run per method, norm and seed under <out>/<task>/ (finished runs are reused) and "

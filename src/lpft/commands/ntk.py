@@ -15,7 +15,6 @@ from ..study.jobs import ntk_folder  # noqa: F401  (where the study puts an eNTK
 from ._options import add_executor_arguments, executor_from_args, workspace_from_args
 from .train import add_run_location_arguments, format_table
 
-
 DESCRIPTION = ("Writes <out>/<task>/ntk/<method>-seed<seed>-n<N>x<M>-<key>/ (default out: runs): the kernels "
                "(meta.json, *.npy; an interrupted computation resumes, a finished one is reused), stats.json, "
                "summary.md, spectrum.png and pair_norms.png. <key> hashes the run options and the kernel options "

@@ -9,7 +9,6 @@ import os
 from pathlib import Path
 
 from ..config import ConfigError
-
 from ._options import add_executor_arguments, executor_from_args
 
 
@@ -68,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
 
 def print_estimate(args, jobs, deps, done, ws) -> None:
     """Time per executor: local (this process's threads), Ray (slots of --cpus-per-run on this machine) and GPUs."""
-    from ..study.executors import run_threads
     from ..study.cost import GPU_FLOPS, cpu_rates, duration, estimate, gpu_rates
+    from ..study.executors import run_threads
     from ..study.jobs import cache_path
 
     todo = [j for j, d in zip(jobs, done) if not d]

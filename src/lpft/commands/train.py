@@ -9,7 +9,6 @@ import time
 from ..config import add_config_arguments, config_from_args
 from ..methods.config import RunConfig
 
-
 DESCRIPTION = ("Writes the run folder <out>/<task>/<method>/<model>-seed<seed>-<key>/ (default out: runs) and "
                "prints its path; a finished run with the same options is reused, an interrupted one resumes. "
                "LP is seed-free: one LP run (folder seed0) serves every --seed; --ood evaluates the finished run "

@@ -81,6 +81,7 @@ def fingerprint(examples: Sequence[Example]) -> str:
 
 
 def split_train_validation(examples: list[Example], fraction: float = 0.9) -> tuple[list[Example], list[Example]]:
-    """The paper's rule: the first ``fraction`` of the official train file is train, the rest validation (no shuffle)."""
+    """The paper's rule: the first ``fraction`` of the official train file is train, the rest validation (no
+    shuffle)."""
     cut = int(round(len(examples) * fraction))
     return examples[:cut], examples[cut:]

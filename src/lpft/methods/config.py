@@ -13,8 +13,10 @@ import math
 from dataclasses import dataclass
 
 from ..config import ConfigError
+
 # torch-free: `lpft --help` builds its parsers from this module (lpft.model is imported only to resolve a pooling)
 from ..options import DATA_ORDERS, DEFAULT_MODEL, HEAD_INITS, METHODS, POOLINGS, PRECISIONS, SUBSET_ORDERS
+
 #: seeds are 0 <= seed < 2**32 (numpy's SeedSequence words; torch derives per-epoch seeds from them)
 SEED_LIMIT = 2 ** 32
 

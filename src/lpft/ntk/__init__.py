@@ -19,8 +19,7 @@ Example (tiny random BERT; see ``docs/ntk.md``)::
 
 from .gradients import DEFAULT_MEMORY_BUDGET, LogitGradients, sample_rows
 from .kernels import Kernels, compute_kernels, compute_kernels_to_dir, load_kernels, pretrain_kernel
-from .stats import (KernelRegression, frobenius_norm, ft_ratio, kernel_regression, numerical_rank,
-                    residuals)
+from .stats import KernelRegression, frobenius_norm, ft_ratio, kernel_regression, numerical_rank, residuals
 
 __all__ = ["DEFAULT_MEMORY_BUDGET", "LogitGradients", "sample_rows", "Kernels", "compute_kernels",
            "compute_kernels_to_dir", "load_kernels", "pretrain_kernel", "KernelRegression", "frobenius_norm",

@@ -15,7 +15,8 @@ How the work is organised, and why:
   backbone that fails the check is one stage, run sample by sample (exact, slower). See :mod:`.stages`.
 * **Factored modules.** For ``nn.Linear`` (and GPT-2's ``Conv1D``) and ``nn.Embedding`` the per-sample weight
   gradient is ``sum_t delta_t a_t^T``: the cotangent at the module output (got by adding a zero *probe* to the
-  output and differentiating w.r.t. it) times the module input. Storing ``(a, delta)`` instead of dense gradients lets a big
+  output and differentiating w.r.t. it) times the module input. Storing ``(a, delta)`` instead of dense gradients lets
+  a big
   weight be cut into blocks of output rows without re-running anything, and keeps embedding gradients sparse in
   the token ids: the word-embedding block of the kernel is a sum over the ids two samples share, with no dense
   ``vocab x h`` gradient ever formed. See :mod:`.blocks`.
@@ -60,8 +61,18 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from ..model import pool, pool_weights
 from .blocks import DenseBlock, EmbeddingBlock
-from .stages import (Call, Recorder, Stage, Taps, candidate_stages, fill_stage, first_tensor, out_in,
-                     split_call, word_embeddings)
+from .stages import (
+    Call,
+    Recorder,
+    Stage,
+    Taps,
+    candidate_stages,
+    fill_stage,
+    first_tensor,
+    out_in,
+    split_call,
+    word_embeddings,
+)
 
 #: Default memory budget (bytes) for the engine's large buffers: cached per-sample quantities of one stage
 #: (40 %), one gradient block (30 %) and per-batch work (the rest).
@@ -482,7 +493,7 @@ class LogitGradients:
                     continue
                 o0, o1 = (0, out_f) if g == full else map(int, g[len(full) + 1:-1].split(":"))
                 G = torch.empty(n * C, (o1 - o0) * in_f, dtype=self.dtype)
-                for (r0, r1), (idx, gd, gz, aux, slots) in zip(spans, results):
+                for (r0, r1), (idx, _gd, gz, aux, slots) in zip(spans, results):
                     B = len(idx)
                     a = aux[slots[t]].reshape(B, -1, in_f)  # module input (B, S, in)
                     d = gz[t].reshape(B, C, -1, out_f)[..., o0:o1]  # output cotangent (B, C, S, out)
@@ -495,7 +506,7 @@ class LogitGradients:
     def _embedding_block(self, name: str, m: nn.Embedding, t: str, results) -> EmbeddingBlock:
         C = self.num_labels
         samples, ids, deltas = [], [], []
-        for start, (idx, gd, gz, aux, slots) in zip(self._starts, results):
+        for start, (idx, _gd, gz, aux, slots) in zip(self._starts, results):
             tok = aux[slots[t]].reshape(len(idx), -1)  # (B, S) row ids
             d = gz[t].reshape(len(idx), C, tok.shape[1], -1).transpose(1, 2)  # (B, S, C, dim)
             live = d.flatten(2).ne(0).any(-1)  # pad positions have exactly zero cotangent

@@ -44,7 +44,7 @@ def logit_jacobians(clf, samples) -> dict[str, torch.Tensor]:
         per_sample = []
         for row in rows:
             inputs = {k: v[None] for k, v in row.items()}
-            jac = jacrev(lambda p: functional_call(clf, p, (), inputs)[0])(params)
+            jac = jacrev(lambda p, inputs=inputs: functional_call(clf, p, (), inputs)[0])(params)
             per_sample.append({n: j.reshape(j.shape[0], -1) for n, j in jac.items()})
     finally:
         clf.train(was)

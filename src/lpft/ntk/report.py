@@ -71,7 +71,7 @@ def summary_markdown(stats: dict, paper: dict | None = None) -> str:
             if o is None:
                 continue
 
-            def acc(key):
+            def acc(key, p=p):
                 return f"{p[key]:.2f}" if key in p else "-"
             lines.append(f"| {NAMES[name]} | {p.get('rank', '-')} / {_rank(o['rank'])} | "
                          f"{p['frobenius']:.4g} / {o['frobenius']:.4g} | {acc('entry_train')} / "

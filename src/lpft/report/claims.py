@@ -518,7 +518,8 @@ def write_report(final: str | Path, result: dict, out: Path | str) -> Path:
     with report_folder(final) as folder:
         write_csv(folder / "claims.csv", stats)
         if result["runs"]:
-            write_csv(folder / "runs.csv", [{**{k: v for k, v in r.items() if k != "ood"}, "folder": shown_path(r["folder"]),
+            write_csv(folder / "runs.csv", [{**{k: v for k, v in r.items() if k != "ood"},
+                                             "folder": shown_path(r["folder"]),
                                              **{f"ood_{k}": v for k, v in r["ood"].items()}} for r in result["runs"]])
         gates = result.get("gates") or {}
         md = ["# The paper's seven claims", "",
@@ -637,7 +638,7 @@ def plot_norm_curves(adamw: list[dict], sgd: list[dict], path: Path) -> Path:
         for r in rows:
             curves.setdefault((r["task"], r["method"], r["seed"]), []).append(r)
         labelled = set()
-        for (task, method, seed), pts in curves.items():
+        for (task, method, _seed), pts in curves.items():
             pts = sorted(pts, key=lambda p: p["start_norm"])
             label = f"{task} {method.upper()}"
             ax.plot([p["start_norm"] for p in pts], [p["change"] for p in pts], marker="o",

@@ -213,7 +213,8 @@ def _write_report(folder: Path, analysis: TaskAnalysis, settings: CompareSetting
     for m in methods:
         table.append([LABEL[m]] + [fmt_mean_std((r[k] for r in groups[m]), fmts.get(k, fmt_number))
                                    for k in stat_keys] + paper_cells(m))
-    md += [f"## Feature statistics on the {settings.split} split (paper Table 1)", "", markdown_table(header, table), "",
+    md += [f"## Feature statistics on the {settings.split} split (paper Table 1)", "",
+           markdown_table(header, table), "",
            "Pre-trained: phi0 with the runs' initial (random) heads. LP leaves the backbone unchanged, so its Diff(F) "
            "is 0. FDR uses a ridge on S_W; its magnitude depends on h and N, compare it between methods only.", ""]
 

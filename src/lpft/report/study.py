@@ -82,9 +82,10 @@ def write_study_report(final: str | Path, analyses: list[TaskAnalysis], settings
             a = next((a for a in analyses if a.task == task), None)
             if a is not None:
                 primary = a.records[0].data["metrics"][0]
-                md += [markdown_table([""] + [LABEL[m] for m in dict.fromkeys(s.method for s in a.slots)], [
+                task_methods = dict.fromkeys(s.method for s in a.slots)
+                md += [markdown_table([""] + [LABEL[m] for m in task_methods], [
                     [f"{split} {name} (%)"] + [fmt_mean_std((r[f"{split}_{name}"] for r in a.rows if r["method"] == m),
-                                                            fmt_percent) for m in dict.fromkeys(s.method for s in a.slots)]
+                                                            fmt_percent) for m in task_methods]
                     for split in ("test", "validation") for name in a.records[0].data["metrics"]]), "",
                     f"Full report (feature statistics, head norms, calibration, dynamics, t-SNE): "
                     f"[{task}/report.md]({task}/report.md). {sum(r['reused'] for r in a.rows)} of {len(a.rows)} runs "
@@ -103,7 +104,8 @@ def write_study_report(final: str | Path, analyses: list[TaskAnalysis], settings
                                  "start_head_norm": stats.get("start_head_norm"), "rescaled": stats.get("head_norm"),
                                  **{f"rank_{n}": k[n]["rank"] for n in k}, **{f"fn_{n}": k[n]["frobenius"] for n in k},
                                  "ft_ratio": stats["ft_ratio"], "feature_change": change.get("actual_norm"),
-                                 "optimizer": (stats.get("predict") or {}).get("optimizer"), "folder": shown_path(path)})
+                                 "optimizer": (stats.get("predict") or {}).get("optimizer"),
+                                 "folder": shown_path(path)})
             if task in ntk:
                 md += _ntk_section([r for r in ntk_rows if r["task"] == task])
         if ntk_rows:
@@ -124,7 +126,8 @@ def _ntk_section(rows: list[dict]) -> list[str]:
     def change(r):
         return DASH if r["feature_change"] is None else f"{fmt_number(r['feature_change'])} ({r['optimizer']})"
 
-    table = [[LABEL[r["method"]], str(r["seed"]), norm(r), " / ".join(DASH if r[k] is None else str(r[k]) for k in ("rank_P", "rank_F", "rank_P+F")),
+    table = [[LABEL[r["method"]], str(r["seed"]), norm(r),
+              " / ".join(DASH if r[k] is None else str(r[k]) for k in ("rank_P", "rank_F", "rank_P+F")),
               fmt_number(r["fn_P+F"]), f"{r['ft_ratio']:.4f}", change(r), f"`{r['folder']}`"] for r in rows]
     return ["eNTK at the start of fine-tuning (paper Table 2). A rescaled head norm is a claim-5 start; the feature "
             "change is ‖Φ − Φ0‖_F on the test samples after one real epoch of the named optimiser, where measured.",

@@ -25,7 +25,6 @@ quantiles measured on ../shared/data): pricing a study never downloads anything.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -98,8 +97,8 @@ def model_shape(model: str) -> tuple[int, int, int]:
     if model in KNOWN_SHAPES:
         return KNOWN_SHAPES[model]
     c = load_config(model)
-    hidden = getattr(c, "hidden_size", None) or getattr(c, "n_embd")
-    return (getattr(c, "num_hidden_layers", None) or getattr(c, "n_layer"), hidden,
+    hidden = getattr(c, "hidden_size", None) or c.n_embd
+    return (getattr(c, "num_hidden_layers", None) or c.n_layer, hidden,
             getattr(c, "intermediate_size", None) or 4 * hidden)
 
 
