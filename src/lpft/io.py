@@ -220,7 +220,7 @@ _PACKAGES = ("lpft", "torch", "transformers", "peft", "datasets", "scikit-learn"
 
 def environment_info() -> dict:
     """Package versions, Python, platform, git revision and command line: recorded with every result."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in _PACKAGES:
         try:
             versions[name] = metadata.version(name)

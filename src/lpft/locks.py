@@ -21,6 +21,7 @@ file that names its holder's PID; a holder killed there can leave it behind — 
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
@@ -48,7 +49,7 @@ def lock_path(path: str | Path, root: str | Path | None = None) -> Path:
 
 @contextmanager
 def exclusive(path: str | Path, waiting: str | None = None, notify: Callable[[str], None] | None = None,
-              root: str | Path | None = None) -> Iterator[None]:
+              root: str | os.PathLike | None = None) -> Iterator[None]:
     """Hold the lock of ``path`` (see :func:`lock_path` for ``root``) for the ``with`` block; wait (without limit)
     while another process holds it.
 

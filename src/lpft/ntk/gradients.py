@@ -300,7 +300,7 @@ class LogitGradients:
             batch = self._batch(idx)
             with rec():
                 out = first_tensor(backbone(**batch))
-            self.calls.append([split_call(*rec.calls[k], len(idx), st.hidden_input)
+            self.calls.append([split_call(rec.calls[k][0], rec.calls[k][1], len(idx), st.hidden_input)
                                for k, st in enumerate(self.stages)])
             self.shapes.append(rec.shapes)
             # rows are unpadded and batches right-padded: each row's tokens are its first len(row) positions
@@ -334,7 +334,9 @@ class LogitGradients:
                                           + C * math.prod(outs) * item)
                 targets.append(name)
                 cost.append(nbytes)
-            passes, cur, used = [], [], 0.0
+            passes: list[list[str]] = []
+            cur: list[str] = []
+            used = 0.0
             for t, c in zip(targets, cost):
                 if cur and used + c > cache_cap:
                     passes.append(cur)
@@ -370,7 +372,7 @@ class LogitGradients:
         batch = cot.shape[0]
         probes = {}
         for t, m in factored.items():
-            out_shape = shapes[id(m)][1] if shapes else None
+            out_shape = shapes[id(m)][1] if shapes else ()
             probes[t] = torch.zeros((), dtype=self.dtype).expand(batch, *out_shape)  # no memory: only its grad
         leaves, spec = call.leaves, call.spec
         h = leaves[call.hidden] if call.hidden is not None else None
@@ -411,7 +413,8 @@ class LogitGradients:
         with taps.installed(factored):
             if vmapped:
                 out = vmap(per_sample, in_dims=(None, 0 if h is not None else None, 0, 0, 0),
-                           out_dims=(0, 0 if need_h else None, 0, 0))(
+                           # torch.func.vmap accepts None in out_dims (its annotation does not say so)
+                           out_dims=(0, 0 if need_h else None, 0, 0))(  # type: ignore[arg-type]
                     direct, h, probes, batched, cot)
             else:  # sample by sample, for backbones that vmap cannot run
                 res = [per_sample(direct, None if h is None else h[b], {n: v[b] for n, v in probes.items()},
@@ -427,7 +430,7 @@ class LogitGradients:
 
     def blocks(self, skip: Sequence[str] = ()) -> Iterator[DenseBlock | EmbeddingBlock]:
         """Yield the gradient blocks in ``group_names`` order, except those in ``skip`` (for resuming)."""
-        skip = set(skip)
+        skipped = set(skip)
         with self._eval():
             cots = [self._top_cotangent(c) for c in range(len(self.chunks))]
             below, stage = None, None  # input cotangents of the current stage = output cotangents of the next
@@ -437,7 +440,7 @@ class LogitGradients:
                 if k != stage:
                     cots = below if below is not None else cots
                     below, stage = None, k
-                wanted = [g for g in p["groups"] if g not in skip]
+                wanted = [g for g in p["groups"] if g not in skipped]
                 if not wanted and not p["need_h"]:
                     continue
                 targets = p["targets"] if wanted else []
@@ -505,7 +508,7 @@ class LogitGradients:
 
     def _embedding_block(self, name: str, m: nn.Embedding, t: str, results) -> EmbeddingBlock:
         C = self.num_labels
-        samples, ids, deltas = [], [], []
+        samples, id_chunks, deltas = [], [], []
         for start, (idx, _gd, gz, aux, slots) in zip(self._starts, results):
             tok = aux[slots[t]].reshape(len(idx), -1)  # (B, S) row ids
             d = gz[t].reshape(len(idx), C, tok.shape[1], -1).transpose(1, 2)  # (B, S, C, dim)
@@ -514,9 +517,9 @@ class LogitGradients:
                 live &= tok.ne(m.padding_idx)
             b, s = torch.nonzero(live, as_tuple=True)
             samples.append(b + int(start))  # batch-order position
-            ids.append(tok[b, s])
+            id_chunks.append(tok[b, s])
             deltas.append(d[b, s])
-        sample, ids, delta = torch.cat(samples), torch.cat(ids), torch.cat(deltas)
+        sample, ids, delta = torch.cat(samples), torch.cat(id_chunks), torch.cat(deltas)
         scale = 1.0
         if self.embedding_fraction is not None and m is self.word_embedding and self.embedding_fraction < 1:
             # zeroing a token's cotangent in the dropped columns of its row drops exactly those entries of the

@@ -33,6 +33,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -195,7 +196,7 @@ def _assemble(engine: LogitGradients, K: np.ndarray, n: int) -> Kernels:
 # resumable computation into a folder
 
 
-def _atomic(path: Path, write: Callable[[str], None]) -> None:
+def _atomic(path: Path, write: Callable[[str], object]) -> None:
     """Write through ``lpft.io.atomic_path``: a crash never leaves a torn file."""
     with atomic_path(path) as tmp:
         write(str(tmp))
@@ -340,14 +341,14 @@ def _compute_kernels_locked(clf, train, test, folder: Path, train_indices, test_
     for name in ("P_train", "F_train", "P_test", "F_test", "features_train", "features_test"):
         value = getattr(kernels, name)
         if value is not None:
-            _atomic(folder / f"{name}.npy", lambda tmp, v=value: _save_npy(tmp, v))
+            _atomic(folder / f"{name}.npy", partial(_save_npy, value=value))
     if acc.part is not None:
         # batch order -> sample order: rows and columns both index the train samples, the first n in batch order
         C = engine.num_labels
         perm = (engine.order[:n, None] * C + np.arange(C)).reshape(-1)
         F_part = np.empty_like(acc.part)
         F_part[perm[:, None], perm[None, :]] = acc.part
-        _atomic(folder / "F_qv_train.npy", lambda tmp, v=F_part: _save_npy(tmp, v))
+        _atomic(folder / "F_qv_train.npy", partial(_save_npy, value=F_part))
     meta["complete"] = True
     save_meta()
     state_path.unlink(missing_ok=True)

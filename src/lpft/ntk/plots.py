@@ -54,7 +54,7 @@ def plot_spectra(kernels: Mapping[str, np.ndarray], path: str | None = None, tit
     return _save(fig, path)
 
 
-def class_ticks(labels: Sequence[int], num_labels: int, label_names: Sequence[str] | None = None):
+def class_ticks(labels: Sequence[int] | np.ndarray, num_labels: int, label_names: Sequence[str] | None = None):
     """Where each class sits once samples are sorted by class: ``(boundaries, centres, tick labels, empty names)``.
 
     Classes without samples get no tick (they would all stack on one boundary); their names come back separately.
@@ -72,7 +72,7 @@ def class_ticks(labels: Sequence[int], num_labels: int, label_names: Sequence[st
                                                                               if counts[c] == 0]
 
 
-def plot_pair_norms(kernels: Mapping[str, np.ndarray], labels: Sequence[int], num_labels: int,
+def plot_pair_norms(kernels: Mapping[str, np.ndarray], labels: Sequence[int] | np.ndarray, num_labels: int,
                     path: str | None = None, label_names: Sequence[str] | None = None):
     """Heatmaps (one panel per kernel, e.g. P and F) of per-pair trace norms, samples grouped by class.
 

@@ -200,7 +200,7 @@ def directional_features(clf, enc, direction: list, eval_batch_size: int = 64) -
     device = next(clf.parameters()).device
     was_training = clf.training
     clf.eval()
-    out = None
+    out: np.ndarray | None = None
     try:
         for idx, batch in iterate(enc, eval_batches(enc, eval_batch_size)):
             inputs = {k: v.to(device) for k, v in batch.items() if k != "labels"}
@@ -217,7 +217,7 @@ def directional_features(clf, enc, direction: list, eval_batch_size: int = 64) -
             out[idx] = jg.detach().cpu().double().numpy()
     finally:
         clf.train(was_training)
-    return out
+    return out if out is not None else np.zeros((0, 0))  # no examples: an empty (0, h) array has no h to give
 
 
 def predicted_feature_change(clf, train, test, delta: np.ndarray, weights: np.ndarray, eval_batch_size: int = 64

@@ -105,7 +105,7 @@ def authors_logit_gradients(clf, sample: dict, buffer_bytes: int = 2**30) -> dic
 def authors_entk(clf, samples) -> np.ndarray:
     """F over the given samples (N*C, N*C), float64, from :func:`authors_logit_gradients`."""
     per_sample = [authors_logit_gradients(clf, row) for row in sample_rows(samples)]
-    K = 0
+    K = torch.zeros((), dtype=torch.float64)
     for n in per_sample[0]:
         J = torch.cat([g[n] for g in per_sample]).double()
         K = K + J @ J.T

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, cast
 
 import torch
 from torch import nn
@@ -48,7 +48,7 @@ def is_factorable(m: nn.Module) -> bool:
     if isinstance(m, nn.Linear) and type(m).forward is nn.Linear.forward:
         return m.weight.requires_grad
     if type(m) is _conv1d_type():
-        return m.weight.requires_grad
+        return cast(torch.Tensor, m.weight).requires_grad  # nn.Module types its attributes as Tensor | Module
     if isinstance(m, nn.Embedding) and type(m).forward is nn.Embedding.forward:
         return m.weight.requires_grad and m.max_norm is None and not m.scale_grad_by_freq and not m.sparse
     return False
@@ -58,9 +58,10 @@ def out_in(m: nn.Module) -> tuple[int, int]:
     """(output, input) features of a factored Linear-like module. Conv1D stores its weight as (in, out); its
     gradient blocks are laid out (out, in) like a Linear's, a permutation of the weight's entries that no kernel
     (a sum over all entries) can see."""
+    out_features, in_features = cast(torch.Tensor, m.weight).shape  # nn.Module types attributes as Tensor | Module
     if type(m) is _conv1d_type():
-        return m.weight.shape[1], m.weight.shape[0]
-    return tuple(m.weight.shape)
+        return in_features, out_features
+    return out_features, in_features
 
 
 def fill_stage(stage: Stage, calls: Mapping[int, int]) -> None:
@@ -91,7 +92,7 @@ def layer_list(backbone: nn.Module) -> tuple[str, nn.ModuleList] | None:
 
 def word_embeddings(backbone: nn.Module) -> nn.Module | None:
     try:
-        emb = backbone.get_input_embeddings()
+        emb = backbone.get_input_embeddings()  # type: ignore[operator]  # nn.Module types attributes as Tensor
     except (AttributeError, NotImplementedError):
         emb = None
     if emb is None:
