@@ -140,37 +140,33 @@ def _config(record: RunRecord) -> dict:
     return dataclasses.asdict(record.config)
 
 
-def feature_rows(out: Path) -> dict[str, dict]:
-    """resolved run folder -> {diff, cs, ood: {set: metric fraction}} from compare reports and evaluate folders."""
-    found: dict[str, dict] = {}
-    for path in sorted(out.rglob("runs.csv")):
-        if (path.parent / "claims.md").exists():  # an earlier claims report: our own output, not a source
-            continue
+def _readable_csvs(out: Path, pattern: str):
+    """(path, rows) of every CSV under ``out`` matching ``pattern``; a damaged one is skipped with its one-line note."""
+    for path in sorted(out.rglob(pattern)):
         try:
             rows = _read_csv(path)
         except DAMAGE as err:
             skipped(path, err)
+            continue
+        yield path, rows
+
+
+def feature_rows(out: Path) -> dict[str, dict]:
+    """resolved run folder -> {diff, cs, ood: {set: metric fraction}} from compare reports and evaluate folders."""
+    found: dict[str, dict] = {}
+    for path, rows in _readable_csvs(out, "runs.csv"):
+        if (path.parent / "claims.md").exists():  # an earlier claims report: our own output, not a source
             continue
         for row in rows:
             if row.get("folder") and row.get("diff") not in (None, ""):
                 entry = found.setdefault(str(resolve_shown(row["folder"], path)), {})
                 entry.update({"diff": _float(row["diff"]), "cs": _float(row.get("cs")),
                               "pretrained_cs": _float(row.get("pretrained_cs"))})
-    for path in sorted(out.rglob("ood_runs.csv")):  # compare / study reports with OOD sets
-        try:
-            rows = _read_csv(path)
-        except DAMAGE as err:
-            skipped(path, err)
-            continue
+    for path, rows in _readable_csvs(out, "ood_runs.csv"):  # compare / study reports with OOD sets
         for row in rows:
             if row.get("folder") and row.get("role") == "OOD":
                 found.setdefault(str(resolve_shown(row["folder"], path)), {}).setdefault("ood_rows", []).append(row)
-    for path in sorted(out.rglob("evaluation/evaluation.csv")):
-        try:
-            rows = _read_csv(path)
-        except DAMAGE as err:
-            skipped(path, err)
-            continue
+    for path, rows in _readable_csvs(out, "evaluation/evaluation.csv"):
         entry = found.setdefault(str(path.parent.parent.resolve()), {})
         for row in rows:
             if row.get("role") == "ID":
