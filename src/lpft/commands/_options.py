@@ -97,3 +97,23 @@ def open_run(path: str):
         raise ConfigError(f"run folder {path!r} is not a finished run (no metrics.json): expected a folder "
                           "printed by `lpft train` or listed in a compare report")
     return RunRecord(path)
+
+
+def add_input_column_arguments(parser: argparse.ArgumentParser) -> None:
+    """--text-columns / --label-column: how `lpft predict` and `lpft evaluate --ood` read a user's file (one reader,
+    lpft.inference.inputs.read_inputs, so one set of options)."""
+    parser.add_argument("--text-columns", default=None,
+                        help="one text column, or two comma-separated for sentence pairs (the same option in lpft "
+                             "predict and lpft evaluate). Unset: the run's task release format (cb, rte "
+                             "'premise,hypothesis'; boolq "
+                             "'question,passage'; wic, wsc their JSONL fields, formatted as in training; mrpc '#1 "
+                             "String,#2 String'; cola, sst2 'sentence'; boss-* 'Text'), the run's own columns for a "
+                             "files task, else 'text' ('text,text_pair' for pairs)")
+    parser.add_argument("--label-column", default=None,
+                        help="the label column, used if the file has it (unset: the release's or the run's own, "
+                             "else 'label'); labels are the run's label names or ids")
+
+
+def input_columns(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """--text-columns as a tuple of column names; None when unset (the reader then detects the format)."""
+    return tuple(parse_list(args.text_columns, "--text-columns", what="a column")) if args.text_columns else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._options import open_run, parse_list
+from ._options import add_input_column_arguments, input_columns, open_run, parse_list
 from .train import cache_arg, format_table
 
 DESCRIPTION = ("Writes evaluation.csv and report.md to --report (unset: <run>/evaluation). Each set's role: ID for "
@@ -21,11 +21,7 @@ OOD_HELP = ("extra test sets: registered task names (their test split, e.g. cola
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="a finished run folder")
     parser.add_argument("--ood", nargs="+", required=True, metavar="SET", help=OOD_HELP)
-    parser.add_argument("--text-columns", default=None,
-                        help="for files: one text column, or two comma-separated (as for lpft predict); unset: the "
-                             "run's task release format, its own columns, or text (text_pair for pairs)")
-    parser.add_argument("--label-column", default=None,
-                        help="for files: the label column; unset: the release's or the run's own, else label")
+    add_input_column_arguments(parser)
     parser.add_argument("--limit", type=int, default=None,
                         help="use only N examples of each extra set (a label-stratified sample in file order, fixed "
                              "seed); unset: all")
@@ -52,11 +48,10 @@ def run(args: argparse.Namespace) -> int:
     check_output_folder(args.report or Path(args.run) / "evaluation", "report", "--report", reads=[args.run])
     if cache_arg(args.cache_dir) not in (None, "default"):
         check_writable_folder(args.cache_dir, "--cache-dir")
-    columns = tuple(parse_list(args.text_columns, "--text-columns", what="a column")) if args.text_columns else None
     cache = cache_arg(args.cache_dir)
     cache = default_cache_dir() if cache == "default" else cache
     evaluate_and_report(record, parse_list(args.ood, "--ood", what="a task name or file"),
-                        args.report or Path(args.run) / "evaluation", args.data_dir, cache, columns,
+                        args.report or Path(args.run) / "evaluation", args.data_dir, cache, input_columns(args),
                         args.label_column, args.limit, args.device)
     return 0
 

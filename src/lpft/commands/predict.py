@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..config import ConfigError
-from ._options import open_run, parse_list
+from ._options import add_input_column_arguments, input_columns, open_run
 from .train import format_table
 
 OUTPUT_FORMATS = (".csv", ".tsv", ".jsonl")
@@ -32,15 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None,
                         help="examples per forward pass (unset: the run's --eval-batch-size)")
     parser.add_argument("--device", default=None, help="torch device (unset: cuda if available, else cpu)")
-    parser.add_argument("--text-columns", default=None,
-                        help="one text column, or two comma-separated for sentence pairs (the same option in lpft "
-                             "evaluate). Unset: the run's task release format (cb, rte 'premise,hypothesis'; boolq "
-                             "'question,passage'; wic, wsc their JSONL fields, formatted as in training; mrpc '#1 "
-                             "String,#2 String'; cola, sst2 'sentence'; boss-* 'Text'), the run's own columns for a "
-                             "files task, else 'text' ('text,text_pair' for pairs)")
-    parser.add_argument("--label-column", default=None,
-                        help="the label column, used if the file has it (unset: the release's or the run's own, "
-                             "else 'label'); labels are the run's label names or ids")
+    add_input_column_arguments(parser)
     parser.add_argument("--data-dir", default=None,
                         help="with --split: the benchmark data folder (unset: $LPFT_DATA_DIR, else the hub)")
 
@@ -97,9 +89,7 @@ def run(args: argparse.Namespace) -> int:
         labels = [ex.label for ex in examples]
         source = f"{record.config.task} {args.split} split"
     else:
-        columns = tuple(parse_list(args.text_columns, "--text-columns", what="a column")) if args.text_columns \
-            else None
-        inputs = read_inputs(record, args.file, columns, args.label_column)
+        inputs = read_inputs(record, args.file, input_columns(args), args.label_column)
         examples, labels = inputs
         skipped = (f"; {inputs.skipped} row(s) with an empty or missing-value text skipped, as the task does"
                    if inputs.skipped else "")
