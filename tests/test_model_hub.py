@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from lpft import model
 from lpft.cli import main
+from lpft.model import hub as model  # the hub module: the tests patch its globals
 
 
 @pytest.fixture

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet_libraries()
     from .errors import DiskFullError, LpftError
     from .io import is_disk_full
-    from .model import resolve_device
+    from .model.device import resolve_device
 
     try:
         if hasattr(args, "device"):  # one device rule for every command, checked before any work

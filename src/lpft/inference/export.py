@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 
 from ..io import save_tensors, write_json
-from ..model import load_tokenizer, resolve_model_path
+from ..model.hub import load_tokenizer, resolve_model_path
 from ..runs import RunRecord
 from .inputs import is_pair_task
 from .predictor import Predictor

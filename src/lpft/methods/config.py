@@ -287,7 +287,9 @@ def _default_pooling(model: str) -> str | None:
     and ``Classifier.from_pretrained`` resolves the pooling once it can."""
     if model == DEFAULT_MODEL:
         return "first"
-    from ..model import ModelError, default_pooling, load_config
+    from ..errors import ModelError
+    from ..model.classifier import default_pooling
+    from ..model.hub import load_config
 
     try:
         return default_pooling(load_config(model))

@@ -59,7 +59,7 @@ from torch import nn
 from torch.func import functional_call, vjp, vmap
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
-from ..model import pool, pool_weights
+from ..model.pooling import pool, pool_weights
 from .blocks import DenseBlock, EmbeddingBlock
 from .stages import (
     Call,

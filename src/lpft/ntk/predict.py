@@ -135,7 +135,7 @@ def actual_change(clf, train, test, *, batch_size: int, lr: float, seed: int, we
     so only then is Eq. 1 exact as ``lr -> 0``). ``features=True`` returns
     ``(logit change train, logit change test, feature change train, feature change test)`` instead."""
     from ..methods.finetune import finetune
-    from ..model import extract
+    from ..model.features import extract
 
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer {optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")

@@ -215,7 +215,7 @@ def _feature_extras(record: RunRecord, data_dir, cache_dir) -> dict:
     from ..analysis.features import cosine_similarity_mean, feature_difference
     from ..analysis.run_features import run_features, run_split
     from ..data import DataError
-    from ..model import ModelError
+    from ..errors import ModelError
 
     try:
         test = run_split(record, "test", data_dir)

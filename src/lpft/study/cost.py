@@ -92,7 +92,7 @@ class Profile:
 
 def model_shape(model: str) -> tuple[int, int, int]:
     """(layers, hidden, intermediate): from the table for known hub names, else from the (local or cached) config."""
-    from ..model import load_config
+    from ..model.hub import load_config
 
     if model in KNOWN_SHAPES:
         return KNOWN_SHAPES[model]
@@ -110,7 +110,7 @@ def flops_per_token(model: str, length: float = 64) -> float:
 
 
 def is_local_model(model: str) -> bool:
-    from ..model import DEFAULT_MODEL
+    from ..options import DEFAULT_MODEL
 
     return model in (DEFAULT_MODEL, "embedded") or Path(model).expanduser().is_dir()
 
@@ -202,7 +202,7 @@ def scaled(rates: Rates, model: str) -> Rates:
 def cpu_rates(model: str, cache: Path | None, device: str = "cpu", threads: int = 1) -> Rates:
     """This machine's rates for ``model`` (measured once, then read from ``<cache>/cost/``)."""
     from ..io import read_json, write_json
-    from ..model import DEFAULT_MODEL
+    from ..options import DEFAULT_MODEL
 
     measured = model if is_local_model(model) else DEFAULT_MODEL
     safe = "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in measured)
@@ -256,7 +256,8 @@ def profile(cfg: RunConfig, data_dir: str | None, tokenizer_model: str | None = 
 
 def _read_profile(cfg: RunConfig, data_dir: str | None, tokenizer_model: str | None) -> Profile:
     from ..data.batching import encode
-    from ..model import DEFAULT_MODEL, load_tokenizer
+    from ..model.hub import load_tokenizer
+    from ..options import DEFAULT_MODEL
     from ..runs import load_task
 
     task = load_task(cfg, data_dir)
