@@ -144,7 +144,7 @@ def test_an_interrupted_report_leaves_the_previous_one(toy_runs, toy_files, tiny
         (args[0] / "runs.csv").write_text("half")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(compare_module, "_write_report", crash)
+    monkeypatch.setattr(compare_module, "write_task_files", crash)
     with pytest.raises(KeyboardInterrupt):
         run_study(StudySpec(tasks=(TaskSpec("files", base),), methods=("lp",), seeds=(0,), report=report),
                   Workspace(out=toy_out, cache_dir=toy_cache), layout="compare")

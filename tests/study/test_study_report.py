@@ -23,7 +23,7 @@ def test_ntk_section_shows_table2_kernels_and_rescaled_sgd_starts(tmp_path):
         folders.append(tmp_path / f"k{i}")
         folders[-1].mkdir()
         write_json(folders[-1] / "stats.json", s)
-    report = write_study_report(tmp_path / "report", [], None, {"source": "t"}, ntk={"cb": folders})
+    report = write_study_report(tmp_path / "report", [], {"source": "t"}, ntk={"cb": folders})
     md = (report / "report.md").read_text()
     assert f"| FT | 1 | 0.64 | 3 / 7 / 7 | 2.5 | 0.5000 | – | `{folders[0]}` |" in md
     assert f"| LP-FT | 1 | 2 (rescaled) | 3 / 7 / 7 | 2.5 | 0.5000 | 0.125 (sgd) | `{folders[1]}` |" in md

@@ -7,6 +7,8 @@ logits of any size.
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
@@ -134,7 +136,21 @@ def _test_metrics(z: np.ndarray, y: np.ndarray, temperature: float) -> dict[str,
     }
 
 
-def calibration_report(val_logits, val_labels, test_logits, test_labels) -> dict[str, float]:
+class CalibrationReport(TypedDict):
+    """:func:`calibration_report`'s result: T, and the test metrics at T = 1 (``_before``) and at T (``_after``)."""
+
+    temperature: float
+    ece_before: float
+    mce_before: float
+    nll_before: float
+    accuracy_before: float
+    ece_after: float
+    mce_after: float
+    nll_after: float
+    accuracy_after: float
+
+
+def calibration_report(val_logits, val_labels, test_logits, test_labels) -> CalibrationReport:
     """Fit T on validation, then ECE, MCE, NLL and accuracy on test before (T = 1) and after scaling.
 
     Keys: temperature, and ece/mce/nll/accuracy each with a _before and an _after suffix. Accuracy is the same
@@ -150,7 +166,7 @@ def calibration_report(val_logits, val_labels, test_logits, test_labels) -> dict
     report = {"temperature": T}
     for suffix, temp in (("before", 1.0), ("after", T)):
         report.update({f"{k}_{suffix}": v for k, v in _test_metrics(z_test, y_test, temp).items()})
-    return report
+    return CalibrationReport(**report)  # type: ignore[typeddict-item]  # the keys built above, in this order
 
 
 def reliability_diagram(probs_before, probs_after, labels, path, title: str = "", n_bins: int = N_BINS):

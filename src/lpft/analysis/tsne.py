@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -43,22 +44,50 @@ def embed_with_head(features, head_weight=None, random_state: int = RANDOM_STATE
     return Y[: len(F)], Y[len(F):]
 
 
-def tsne_figure(panels: Sequence[tuple], path, random_state: int = RANDOM_STATE):
-    """Write a PNG with one t-SNE subplot per panel; returns the path.
+@dataclass
+class TsnePanel:
+    """One t-SNE panel, embedded: sample points (N, 2) and head-row points (C, 2) from :func:`embed_with_head`.
 
-    Each panel is (title, features (N, h), labels (N,), head_weight (C, h) or None, label_names). Points are coloured
-    by class; head rows are star markers in their class's colour (row k is class k). Each panel is embedded on its
-    own (t-SNE coordinates are not comparable across panels). Written atomically.
+    ``method`` is the fine-tuning method whose features these are (``None``: the pre-trained features); ``head``
+    says whose head rows are shown (``"LP"``, ``"initial"`` or ``"final"``).
+    """
+
+    points: np.ndarray
+    head_points: np.ndarray
+    labels: np.ndarray
+    label_names: list[str]
+    method: str | None = None
+    head: str = "final"
+
+
+def tsne_figure(panels: Sequence[tuple], path, random_state: int = RANDOM_STATE):
+    """Embed and draw: a PNG with one t-SNE subplot per panel; returns the path.
+
+    Each panel is (title, features (N, h), labels (N,), head_weight (C, h) or None, label_names). Each panel is
+    embedded on its own (t-SNE coordinates are not comparable across panels); see :func:`draw_tsne`.
+    """
+    if not panels:
+        raise ValueError("no panels")
+    embedded = []
+    for _, features, labels, head_weight, label_names in panels:
+        pts, heads = embed_with_head(features, head_weight, random_state)
+        embedded.append(TsnePanel(pts, heads, np.asarray(labels), list(label_names)))
+    return draw_tsne([p[0] for p in panels], embedded, path)
+
+
+def draw_tsne(titles: Sequence[str], panels: Sequence[TsnePanel], path):
+    """Write a PNG with one subplot per embedded panel (atomically); returns the path.
+
+    Points are coloured by class; head rows are star markers in their class's colour (row k is class k).
     """
     if not panels:
         raise ValueError("no panels")
     fig = new_figure(figsize=(4.5 * len(panels), 4.5))
-    colors = [f"C{i % 10}" for i in range(max(len(p[4]) for p in panels))]
-    for i, (title, features, labels, head_weight, label_names) in enumerate(panels):
+    colors = [f"C{i % 10}" for i in range(max(len(p.label_names) for p in panels))]
+    for i, (title, panel) in enumerate(zip(titles, panels)):
         ax = fig.add_subplot(1, len(panels), i + 1)
-        pts, heads = embed_with_head(features, head_weight, random_state)
-        y = np.asarray(labels)
-        for c, name in enumerate(label_names):  # points above the stars: a head row can sit on its own cluster
+        pts, heads, y = panel.points, panel.head_points, np.asarray(panel.labels)
+        for c, name in enumerate(panel.label_names):  # points above the stars: a head row can sit on its own cluster
             ax.scatter(*pts[y == c].T, s=8, color=colors[c], alpha=0.7, label=str(name), zorder=3)
         for c, (hx, hy) in enumerate(heads):
             ax.scatter(hx, hy, s=250, marker="*", color=colors[c], edgecolor="black", linewidth=1, alpha=0.6,

@@ -1,8 +1,8 @@
-"""The compare report of one task: analyse its finished run folders, write one report folder.
+"""The compare report of one task, rendered from its :class:`~lpft.analysis.compare.TaskAnalysis`.
 
-What gets trained is decided by the study layer (:mod:`lpft.study`); this module only reads run folders and
-renders. Each cell of the methods × seeds grid is a :class:`RunSlot` (LP's seed-free run fills the LP cell of
-every seed). The report folder holds::
+What gets trained is decided by the study layer (:mod:`lpft.study`), what the report shows is computed by
+:func:`lpft.analysis.compare.analyse_task`; this module only writes Markdown, CSV and figures from that object (it
+imports no torch and reads no run folder). The report folder holds::
 
     report.md          tables shaped like the paper's Tables 8, 1 and 3 (mean ± std over seeds), the paper's
                        RoBERTa-base numbers beside ours where the task matches, and the figures
@@ -21,128 +21,38 @@ study leaves the previous report (or none), never a half-written one.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-from scipy.special import softmax
-from tqdm.auto import tqdm
-
-from ..analysis.calibration import calibration_report, reliability_bins, reliability_diagram
-from ..analysis.dynamics import lp_dynamics
-from ..analysis.ood import evaluate_ood
-from ..analysis.run_features import final_head, run_features, run_split, table1_statistics
-from ..analysis.tsne import embed_with_head, tsne_figure
-from ..io import shown_path, write_json
-from ..runs import HEAD_STAGES, RunRecord
+from ..analysis.calibration import reliability_diagram
+from ..analysis.tsne import draw_tsne
+from ..io import write_json
 from . import paper
 from .output import report_folder
 from .plots import plot_dynamics
 from .tables import fmt_fixed3, fmt_mean_std, fmt_number, fmt_percent, markdown_table, mean_std, write_csv
 
+if TYPE_CHECKING:  # the analysis imports torch; rendering only reads the object it is handed
+    from ..analysis.compare import TaskAnalysis
+
 LABEL = {"lp": "LP", "ft": "FT", "lp-ft": "LP-FT", "lora": "LoRA", "lp-lora": "LP-LoRA"}
 
 
-@dataclass
-class RunSlot:
-    """One cell of a task's methods × seeds grid with the finished run that fills it. LP's run is seed-free, so one
-    LP run fills the LP cell of every seed."""
+def write_compare_report(final: str | Path, analysis: TaskAnalysis, seconds: dict | None = None) -> Path:
+    """Write one task's report folder (replaced whole when finished) from its analysis.
 
-    method: str
-    seed: int
-    record: RunRecord
-    reused: bool = False
+    Args:
+        final: the report folder.
+        analysis: :func:`lpft.analysis.compare.analyse_task`'s result.
+        seconds: timings recorded in study.json.
 
-
-@dataclass
-class CompareSettings:
-    """How the report analyses the runs (none of it changes a run)."""
-
-    split: str = "test"
-    ood: tuple[str, ...] = ()
-    tsne_samples: int = 500
-    gd_max_steps: int = 100_000
-    data_dir: str | None = None
-    cache: Path | None = None
-    device: str | None = None
-
-
-def _collect(record: RunRecord, settings: CompareSettings) -> dict:
-    """Every per-run number of the report, read from the run folder (features computed once and cached there)."""
-    cfg = record.config
-    row = {"method": cfg.method, "seed": cfg.seed, "best_epoch": record.metrics["best_epoch"],
-           "seconds": record.metrics.get("seconds")}
-    for split, key in (("validation", "val"), ("test", "test")):
-        row.update({f"{split}_{m}": v for m, v in record.metrics[key].items()})
-    row.update(table1_statistics(record, run_split(record, settings.split, settings.data_dir), settings.cache,
-                                 settings.device))
-    for stage in HEAD_STAGES:
-        if (record.path / "heads" / f"{stage}.safetensors").exists():
-            row[f"norm_{stage}"] = float(np.linalg.norm(record.head(stage)[0]))
-    row["norm_end"] = float(np.linalg.norm(final_head(record)[0]))
-    row.update(calibration_report(*record.logits("validation"), *record.logits("test")))
-    row["folder"] = shown_path(record.path)  # relative to the repository: committed reports carry no machine paths
-    return row
-
-
-@dataclass
-class TaskAnalysis:
-    """Everything a task's report shows, computed from its run folders."""
-
-    task: str
-    slots: list[RunSlot]
-    records: list[RunRecord]  # distinct runs, in grid order
-    rows: list[dict]  # one per slot
-    gd: list[dict]
-    ood_rows: list[dict]
-
-
-def analyse_task(task: str, slots: list[RunSlot], settings: CompareSettings) -> TaskAnalysis:
-    """Per-slot rows (each distinct run analysed once), LP by gradient descent, OOD evaluation."""
-    records = list({str(s.record.path): s.record for s in slots}.values())
-    per_run = {str(r.path): _collect(r, settings) for r in tqdm(records, desc=f"analyse {task} runs", unit="run")}
-    rows = [{**per_run[str(s.record.path)], "method": s.method, "seed": s.seed, "reused": s.reused} for s in slots]
-    gd = _lp_gradient_descent(records, settings)
-    ood_rows = []
-    for record in (tqdm(records, desc="OOD evaluation", unit="run") if settings.ood else ()):
-        for r in evaluate_ood(record, list(settings.ood), settings.data_dir, settings.cache, device=settings.device):
-            for slot in (s for s in slots if s.record.path == record.path):
-                ood_rows.append({"method": slot.method, "seed": slot.seed, "folder": shown_path(record.path), **r})
-    return TaskAnalysis(task, slots, records, rows, gd, ood_rows)
-
-
-def study_info(analysis: TaskAnalysis, settings: CompareSettings, seconds: dict | None = None) -> dict:
-    slots = analysis.slots
-    ft = next((s.record.config for s in slots if s.method != "lp"), slots[0].record.config)
-    return {"task": analysis.task, "methods": list(dict.fromkeys(s.method for s in slots)),
-            "seeds": list(dict.fromkeys(s.seed for s in slots)), "split": settings.split, "ood": list(settings.ood),
-            "config": {k: v for k, v in dataclasses.asdict(ft).items() if k not in ("method", "seed")},
-            "runs": [{"method": r["method"], "seed": r["seed"], "folder": r["folder"], "reused": r["reused"]}
-                     for r in analysis.rows],
-            "seconds": seconds or {}}
-
-
-def write_compare_report(final: str | Path, task: str, slots: list[RunSlot], settings: CompareSettings,
-                         seconds: dict | None = None) -> Path:
-    """Analyse one task's runs and write its report folder (replaced whole when finished); returns the folder."""
-    analysis = analyse_task(task, slots, settings)
+    Returns:
+        ``final`` as a Path.
+    """
     with report_folder(final) as tmp:
-        _write_report(tmp, analysis, settings)
-        write_json(tmp / "study.json", study_info(analysis, settings, seconds))
+        write_task_files(tmp, analysis)
+        write_json(tmp / "study.json", analysis.info(seconds))
     return Path(final)
-
-
-def _lp_gradient_descent(records: list[RunRecord], settings: CompareSettings) -> list[dict]:
-    """LP by gradient descent once per seed, from that seed's first run with an LP stage."""
-    out, done = [], set()
-    for record in records:
-        seed = record.config.seed
-        if record.config.uses_lp and seed not in done:
-            done.add(seed)
-            result = lp_dynamics(record, settings.data_dir, settings.cache, max_steps=settings.gd_max_steps)
-            out.append({"seed": seed, **result})
-    return out
 
 
 def _by_method(rows: list[dict], methods: list[str]) -> dict[str, list[dict]]:
@@ -160,19 +70,17 @@ def _summary(groups: dict[str, list[dict]], keys: list[str]) -> list[dict]:
     return out
 
 
-def _write_report(folder: Path, analysis: TaskAnalysis, settings: CompareSettings, title: str = "lpft compare"
-                  ) -> None:
-    records, rows, gd, ood_rows = analysis.records, analysis.rows, analysis.gd, analysis.ood_rows
-    methods = list(dict.fromkeys(s.method for s in analysis.slots))
-    seeds = list(dict.fromkeys(s.seed for s in analysis.slots))
-    # the grid's fine-tuning schedule (LP's config carries none)
-    cfg = next((s.record.config for s in analysis.slots if s.method != "lp"), analysis.slots[0].record.config)
+def write_task_files(folder: Path, analysis: TaskAnalysis, title: str = "lpft compare") -> None:
+    """Write a task's report files (report.md, the CSV files, the figures) into ``folder``, which exists."""
+    rows, gd, ood_rows, settings = analysis.rows, analysis.gd, analysis.ood_rows, analysis.settings
+    methods, seeds = analysis.methods, analysis.seeds
+    cfg = analysis.config  # the grid's fine-tuning schedule (LP's config carries none)
     task = analysis.task
     groups = _by_method(rows, methods)
-    metric_names = records[0].data["metrics"]
+    metric_names = analysis.metric_names
     primary = metric_names[0]
     write_csv(folder / "runs.csv", rows)
-    splits = records[0].data.get("splits", {})
+    splits = analysis.splits
     sizes = ", ".join(f"{split} {info['size']}" + (" (subset)" if cfg.split_limit(split) else "")
                       for split, info in splits.items()) or "examples: not recorded"
     lp_note = " LP does not depend on the seed: one LP run serves every seed." if "lp" in methods else ""
@@ -241,10 +149,10 @@ def _write_report(folder: Path, analysis: TaskAnalysis, settings: CompareSetting
     header = ["", "T", "ECE w/o TS (%)", "ECE w/ TS (%)", "MCE w/o TS (%)", "MCE w/ TS (%)"]
     header += [f"paper ECE ({paper.MODEL})", f"paper MCE ({paper.MODEL})"] if paper3 else []
     md += ["## Calibration on test, T fitted on validation NLL (paper Table 3)", "", markdown_table(header, table), ""]
-    md += _reliability(folder, records, methods)
+    md += _reliability(folder, analysis)
 
-    md += _dynamics(folder, records, gd, cfg.task)
-    md += _tsne(folder, settings, records, methods, seeds[0])
+    md += _dynamics(folder, analysis.steps, gd, cfg.task)
+    md += _tsne(folder, analysis)
     if ood_rows:
         md += _ood(folder, ood_rows, methods, primary)
 
@@ -256,40 +164,30 @@ def _write_report(folder: Path, analysis: TaskAnalysis, settings: CompareSetting
     (folder / "report.md").write_text("\n".join(md))
 
 
-def _reliability(folder: Path, records: list[RunRecord], methods: list[str]) -> list[str]:
+def _reliability(folder: Path, analysis: TaskAnalysis) -> list[str]:
     """Bins of every run in reliability.csv; a diagram for each method's first seed."""
-    from ..analysis.calibration import fit_temperature
-
     bins, md, drawn = [], ["### Reliability diagrams (first seed)", ""], set()
-    for record in records:
-        m, seed = record.config.method, record.config.seed
-        z_test, y_test = record.logits("test")
-        T = fit_temperature(*record.logits("validation"))
-        probs = {"before": softmax(z_test, axis=1), "after": softmax(z_test / T, axis=1)}
-        for scaling, p in probs.items():
-            for b, (n, acc, conf) in enumerate(zip(*reliability_bins(p, y_test))):
-                bins.append({"method": m, "seed": seed, "scaling": scaling, "bin": b, "count": int(n),
-                             "accuracy": acc, "confidence": conf})
-        if m not in drawn:
-            drawn.add(m)
-            name = f"reliability-{m}.png"
-            reliability_diagram(probs["before"], probs["after"], y_test, folder / name,
-                                title=f"{LABEL[m]} seed {seed} (T = {T:.3g})")
-            md.append(f"![{LABEL[m]}]({name})")
+    for cal in analysis.calibrations.values():
+        bins += cal.bins()
+        if cal.method not in drawn:
+            drawn.add(cal.method)
+            name = f"reliability-{cal.method}.png"
+            reliability_diagram(cal.probs_before, cal.probs_after, cal.labels, folder / name,
+                                title=f"{LABEL[cal.method]} seed {cal.seed} (T = {cal.temperature:.3g})")
+            md.append(f"![{LABEL[cal.method]}]({name})")
     write_csv(folder / "reliability.csv", bins)
     return md + [""]
 
 
-def _dynamics(folder: Path, records: list[RunRecord], gd: list[dict], task: str) -> list[str]:
+def _dynamics(folder: Path, run_steps: list[tuple[str, int, list[dict]]], gd: list[dict], task: str) -> list[str]:
+    """Head-norm curves: LP by gradient descent and each run's steps.json (dynamics.csv / .png, lp_gd.csv)."""
     curves, csv_rows = [], []
     for g in gd:
         curves.append(("lp", "LP (gradient descent)", g["steps"]))
         csv_rows += [{"method": "lp", "seed": g["seed"], "source": "gradient descent", **s} for s in g["steps"]]
-    for record in records:
-        if record.steps:
-            m = record.config.method
-            curves.append((m, LABEL[m], record.steps))
-            csv_rows += [{"method": m, "seed": record.config.seed, "source": "steps.json", **s} for s in record.steps]
+    for m, seed, steps in run_steps:
+        curves.append((m, LABEL[m], steps))
+        csv_rows += [{"method": m, "seed": seed, "source": "steps.json", **s} for s in steps]
     md = ["## Head-norm dynamics (paper Figure 1)", ""]
     if not curves:
         return md + ["No method with optimisation steps was run.", ""]
@@ -316,37 +214,28 @@ def _dynamics(folder: Path, records: list[RunRecord], gd: list[dict], task: str)
     return md
 
 
-def _tsne(folder: Path, settings: CompareSettings, records: list[RunRecord], methods: list[str], seed: int
-          ) -> list[str]:
-    """Pre-trained features (with the LP head when LP ran, else the initial head) and each fine-tuned model's
-    features with its final head, on the first ``tsne_samples`` examples of the split, for the first seed."""
-    runs = {r.config.method: r for r in records if r.config.seed == seed or r.config.method == "lp"}
-    any_run = next(iter(runs.values()))
-    eval_set = run_split(any_run, settings.split, settings.data_dir)
-    keep = slice(0, settings.tsne_samples)
-    labels, names = eval_set.labels[keep], any_run.data["labels"]
-    lp_run = next((r for r in runs.values() if r.config.uses_lp), None)
-    pre_head = lp_run.head("lp")[0] if lp_run else any_run.head("init")[0]
-    panels = [(f"pre-trained ({'LP' if lp_run else 'initial'} head)",
-               run_features(any_run, eval_set, "pretrained", settings.cache, device=settings.device)[keep], labels,
-               pre_head,
-               names)]
-    for m in methods:
-        if m != "lp" and m in runs:
-            phi = run_features(runs[m], eval_set, "trained", settings.cache, device=settings.device)[keep]
-            panels.append((f"after {LABEL[m]}", phi, labels, final_head(runs[m])[0], names))
-    csv_rows = []
-    for title, feats, y, head, _ in panels:
-        pts, heads = embed_with_head(feats, head)
+def _tsne_title(panel) -> str:
+    if panel.method is None:
+        return f"pre-trained ({panel.head} head)"
+    return f"after {LABEL[panel.method]}"
+
+
+def _tsne(folder: Path, analysis: TaskAnalysis) -> list[str]:
+    """tsne.csv and tsne.png from the analysis's embedded panels (features and head rows, first seed)."""
+    csv_rows, titles = [], []
+    for panel in analysis.tsne:
+        title, names, y = _tsne_title(panel), panel.label_names, panel.labels
+        titles.append(title)
         csv_rows += [{"panel": title, "kind": "sample", "index": i, "label": names[y[i]], "x": x, "y": yy}
-                     for i, (x, yy) in enumerate(pts)]
+                     for i, (x, yy) in enumerate(panel.points)]
         csv_rows += [{"panel": title, "kind": "head row", "index": k, "label": names[k], "x": x, "y": yy}
-                     for k, (x, yy) in enumerate(heads)]
+                     for k, (x, yy) in enumerate(panel.head_points)]
     write_csv(folder / "tsne.csv", csv_rows)
-    tsne_figure(panels, folder / "tsne.png")
+    draw_tsne(titles, analysis.tsne, folder / "tsne.png")
+    n = len(analysis.tsne[0].labels)
     return ["## t-SNE of features and head rows (paper Figures 5-6)", "",
-            f"{len(labels)} {settings.split} examples, seed {seed}; stars are the head's rows, rescaled to the mean "
-            "feature norm (direction only).", "", "![t-SNE](tsne.png)", ""]
+            f"{n} {analysis.settings.split} examples, seed {analysis.seeds[0]}; stars are the head's rows, rescaled "
+            "to the mean feature norm (direction only).", "", "![t-SNE](tsne.png)", ""]
 
 
 def _ood(folder: Path, ood_rows: list[dict], methods: list[str], primary: str) -> list[str]:

@@ -15,28 +15,31 @@ Layout of the report folder (replaced whole when finished)::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..io import read_json, shown_path, write_json
 from . import paper
-from .compare import LABEL, CompareSettings, TaskAnalysis, _write_report, study_info
+from .compare import LABEL, write_task_files
 from .norm_sweep import write_sweep_files
 from .output import report_folder
 from .tables import DASH, fmt_mean_std, fmt_number, fmt_percent, markdown_table, mean_std, write_csv
+
+if TYPE_CHECKING:  # the analysis imports torch; rendering only reads the objects it is handed
+    from ..analysis.compare import TaskAnalysis
 
 
 def table8_rows(analyses: list[TaskAnalysis]) -> list[dict]:
     """task, metric, method, mean, std, n of the test primary metric, for every task and method."""
     out = []
     for a in analyses:
-        primary = a.records[0].data["metrics"][0]
-        for method in dict.fromkeys(s.method for s in a.slots):
+        primary = a.metric_names[0]
+        for method in a.methods:
             mean, std, n = mean_std(r[f"test_{primary}"] for r in a.rows if r["method"] == method)
             out.append({"task": a.task, "metric": primary, "method": method, "mean": mean, "std": std, "n": n})
     return out
 
 
-def write_study_report(final: str | Path, analyses: list[TaskAnalysis], settings: CompareSettings, info: dict,
+def write_study_report(final: str | Path, analyses: list[TaskAnalysis], info: dict,
                        sweeps: dict[str, dict] | None = None, ntk: dict[str, list[Path]] | None = None,
                        claims: Callable[[Path], dict] | None = None) -> Path:
     """``sweeps``: task -> {"rows", "summary", "mode", "split", "settings"}; ``ntk``: task -> eNTK folders;
@@ -45,12 +48,12 @@ def write_study_report(final: str | Path, analyses: list[TaskAnalysis], settings
     sweeps, ntk = sweeps or {}, ntk or {}
     with report_folder(final) as folder:
         md = [f"# lpft study: {info.get('source', '')}", ""]
-        methods = list(dict.fromkeys(s.method for a in analyses for s in a.slots))
+        methods = list(dict.fromkeys(m for a in analyses for m in a.methods))
         if analyses:
             rows = table8_rows(analyses)
             write_csv(folder / "table8.csv", rows)
             cell = {(r["task"], r["method"]): r for r in rows}
-            seeds = list(dict.fromkeys(s.seed for a in analyses for s in a.slots))
+            seeds = list(dict.fromkeys(s for a in analyses for s in a.seeds))
 
             def fmt(task, m):
                 r = cell.get((task, m))
@@ -58,12 +61,12 @@ def write_study_report(final: str | Path, analyses: list[TaskAnalysis], settings
                     return DASH
                 return fmt_percent(r["mean"]) + (f" ± {fmt_percent(r['std'])}" if r["std"] is not None else "")
 
-            table = [[a.task, a.records[0].data["metrics"][0]] + [fmt(a.task, m) for m in methods] for a in analyses]
+            table = [[a.task, a.metric_names[0]] + [fmt(a.task, m) for m in methods] for a in analyses]
             md += ["## Test metrics across tasks (paper Table 8)", "",
                    f"Mean ± sample std over seeds {', '.join(map(str, seeds))} (%); CoLA-style tasks report their "
                    "first metric (Matthews correlation). LP is one seed-free run per task (std 0).", "",
                    markdown_table(["task", "metric"] + [LABEL[m] for m in methods], table), ""]
-            registered = {a.task: a.slots[0].record.config.task for a in analyses}  # report name -> task
+            registered = {a.task: a.config.task for a in analyses}  # report name -> task
             in_paper = [name for name, task in registered.items() if task in paper.TABLE8]
             if in_paper:
                 md += [f"The paper ({paper.MODEL}, 15 seeds, 10 epochs):", "", markdown_table(
@@ -73,20 +76,20 @@ def write_study_report(final: str | Path, analyses: list[TaskAnalysis], settings
         claims_at = len(md)
         for a in analyses:
             (folder / a.task).mkdir()
-            _write_report(folder / a.task, a, settings, title="lpft study")
-            write_json(folder / a.task / "study.json", study_info(a, settings))
+            write_task_files(folder / a.task, a, title="lpft study")
+            write_json(folder / a.task / "study.json", a.info())
         tasks = list(dict.fromkeys([a.task for a in analyses] + list(sweeps) + list(ntk)))
         ntk_rows = []
         for task in tasks:
             md += [f"## {task}", ""]
             a = next((a for a in analyses if a.task == task), None)
             if a is not None:
-                primary = a.records[0].data["metrics"][0]
-                task_methods = dict.fromkeys(s.method for s in a.slots)
+                primary = a.metric_names[0]
+                task_methods = a.methods
                 md += [markdown_table([""] + [LABEL[m] for m in task_methods], [
                     [f"{split} {name} (%)"] + [fmt_mean_std((r[f"{split}_{name}"] for r in a.rows if r["method"] == m),
                                                             fmt_percent) for m in task_methods]
-                    for split in ("test", "validation") for name in a.records[0].data["metrics"]]), "",
+                    for split in ("test", "validation") for name in a.metric_names]), "",
                     f"Full report (feature statistics, head norms, calibration, dynamics, t-SNE): "
                     f"[{task}/report.md]({task}/report.md). {sum(r['reused'] for r in a.rows)} of {len(a.rows)} runs "
                     f"reused; primary metric {primary}.", ""]

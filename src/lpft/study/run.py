@@ -63,8 +63,9 @@ def run_study(spec: StudySpec, ws: Workspace, executor: Executor | None = None, 
     ``layout``: ``"study"`` (report folder with the cross-task table and a section per task), ``"compare"`` (one
     task's compare report, as `lpft compare --task`), ``"sweep"`` (one task's norm-sweep report), ``"none"``.
     """
+    from ..analysis.compare import CompareSettings, RunSlot, analyse_task
     from ..analysis.sweep import summarise_sweep, sweep_rows
-    from ..report.compare import CompareSettings, RunSlot, analyse_task, study_info, write_compare_report
+    from ..report.compare import write_compare_report
     from ..report.norm_sweep import write_sweep_report
     from ..report.study import write_study_report
 
@@ -99,8 +100,9 @@ def run_study(spec: StudySpec, ws: Workspace, executor: Executor | None = None, 
 
     if layout == "compare":
         (task,) = slots
-        result.seconds["total"] = time.perf_counter() - started
-        result.report = write_compare_report(spec.report, task, slots[task], settings(task), result.seconds)
+        result.seconds["total"] = time.perf_counter() - started  # before the analysis, as compare reports record it
+        analysis = analyse_task(task, slots[task], settings(task))
+        result.report = write_compare_report(spec.report, analysis, result.seconds)
     elif layout == "sweep":
         (task,) = result.sweeps
         sw = result.sweeps[task]
@@ -110,15 +112,14 @@ def run_study(spec: StudySpec, ws: Workspace, executor: Executor | None = None, 
         analyses = [analyse_task(task, grid, settings(task)) for task, grid in slots.items()]
         result.seconds["total"] = time.perf_counter() - started
         info = {"source": spec.source, "tasks": [t.name for t in spec.tasks], "methods": list(spec.methods),
-                "seeds": list(spec.seeds), "per_task": [study_info(a, settings(a.task)) for a in analyses],
+                "seeds": list(spec.seeds), "per_task": [a.info() for a in analyses],
                 "norm_sweep": {t: sw["settings"] for t, sw in result.sweeps.items()},
                 "ntk": {t: [shown_path(f) for f in fs] for t, fs in result.ntk.items()}, "seconds": result.seconds}
-        shared = settings(spec.tasks[0].name)
         claims = None
         if spec.claims:
             from ..report.claims import compute
 
             def claims(report_folder: Path) -> dict:  # only this study's folders, whatever else --out holds
                 return compute(list(folders.values()) + [report_folder], data_dir=ws.data_dir, cache_dir=cache)
-        result.report = write_study_report(spec.report, analyses, shared, info, result.sweeps, result.ntk, claims)
+        result.report = write_study_report(spec.report, analyses, info, result.sweeps, result.ntk, claims)
     return result
