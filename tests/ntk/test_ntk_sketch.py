@@ -174,3 +174,46 @@ def test_sigterm_leaves_no_temporary_file(tmp_path):
     k = compute_kernels_to_dir(tiny_classifier("bert"), make_rows([6, 3, 9, 5]), None, folder, dtype=torch.float64)
     assert k.F_train.shape == (4 * C, 4 * C)
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
+
+
+def test_rows_cut_into_parts_give_the_same_sketch(tmp_path):
+    """A budget too small for every sample's recorded stage inputs: the engine cuts the rows into parts, runs each
+    alone (recorded again), and the sketch of train and test rows is the one-part sketch; each part's recorded
+    inputs fit in its share of the budget; an exact Gram refuses parts; an interrupted run resumes between parts."""
+    from lpft.ntk.gradients import INPUT_SHARE
+    from lpft.ntk.kernels import _Accumulator, _engine_budget
+
+    clf = tiny_classifier("bert")
+    train, test = make_rows([6, 3, 9, 5, 7], pairs=True), make_rows([7, 2, 4], seed=2, pairs=True)
+    options = dict(dtype=torch.float64, sketch=128, sketch_seed=1, max_batch=1)
+    whole = compute_kernels(clf, train, test, **options)
+    budget = 200_000
+    share = INPUT_SHARE * _engine_budget(budget, 128, 8 * C)  # as compute_kernels gives it
+    engine = LogitGradients(clf, train + test, split=5, dtype=torch.float64, row_parts=True, max_batch=1,
+                            memory_budget=_engine_budget(budget, 128, 8 * C))
+    assert engine.calls is None and len(engine.parts) >= 3, engine.parts
+    assert all(c1 == c0 + 1 or sum(engine._input_bytes[c0:c1]) <= share for c0, c1 in engine.parts)
+    assert engine.group_names[0].startswith("rows 0:") and len(set(engine.group_names)) == len(engine.group_names)
+    with pytest.raises(ValueError, match="row_parts"):
+        _Accumulator(engine, 5, None, 0)
+    cut = compute_kernels(clf, train, test, memory_budget=budget, **options)
+    for name in ("F_train", "F_test"):
+        a, b = getattr(whole, name), getattr(cut, name)
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-12 * np.abs(a).max())
+    np.testing.assert_array_equal(cut.features_test, whole.features_test)
+
+    folder, seen = tmp_path / "k", []
+
+    stop = sum(len(p["groups"]) for p in engine.plans[0]) + 2  # within the second part
+
+    def interrupt(done, total, name):
+        seen.append(done)
+        if done == stop:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        compute_kernels_to_dir(clf, train, test, folder, memory_budget=budget, state_seconds=0.0,
+                               progress=interrupt, **options)
+    got = compute_kernels_to_dir(clf, train, test, folder, memory_budget=budget, state_seconds=0.0,
+                                 progress=lambda d, t, n: seen.append(d), **options)
+    assert seen == list(range(1, len(engine.group_names) + 1))  # resumed where it stopped, nothing done twice
+    np.testing.assert_allclose(got.F_test, whole.F_test, rtol=1e-12, atol=1e-12 * np.abs(whole.F_test).max())

@@ -23,7 +23,8 @@ class DenseBlock:
     """Per-sample gradients of one parameter group: ``G`` is (R, P_g), row ``i * C + c``. Its columns are
     parameters ``offset .. offset + P_g - 1`` of ``param`` (``param_size`` parameters in all; the whole group when
     ``param`` is empty), which a sketch (:mod:`.sketch`) needs to give a parameter the same bucket however the
-    group is sliced."""
+    group is sliced. ``row0``: the first row's index among all rows (not 0 when the engine cut the rows into parts;
+    such a block is a part of the rows and has no Gram of its own)."""
 
     name: str
     G: torch.Tensor
@@ -31,6 +32,7 @@ class DenseBlock:
     param: str = ""
     offset: int = 0
     param_size: int = 0
+    row0: int = 0
 
     def gram(self, ncols: int, slab: int = 32768, block_rows: int = 256) -> torch.Tensor:
         """``G @ G[:ncols*C].T`` as float64, (R, ncols*C); ``ncols`` = number of leading (train) samples.

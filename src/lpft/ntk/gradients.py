@@ -13,6 +13,10 @@ How the work is organised, and why:
   holds the hidden states plus one stage's per-sample quantities. The chain is checked on the first batch (each
   stage called once, outputs feeding the next stage, every trainable parameter inside exactly one stage); a
   backbone that fails the check is one stage, run sample by sample (exact, slower). See :mod:`.stages`.
+* **Row parts** (``row_parts=True``, for estimators that treat each gradient row on its own, as the sketch does):
+  the recorded stage inputs and the cotangents grow with N outside the blocks' budget, so when they would pass a
+  fifth of ``memory_budget`` the batches are cut into consecutive *parts* that each fit; each part is recorded
+  again (one more forward pass in all) and run top-down alone, and its blocks hold only its rows (``row0``).
 * **Factored modules.** For ``nn.Linear`` (and GPT-2's ``Conv1D``) and ``nn.Embedding`` the per-sample weight
   gradient is ``sum_t delta_t a_t^T``: the cotangent at the module output (got by adding a zero *probe* to the
   output and differentiating w.r.t. it) times the module input. Storing ``(a, delta)`` instead of dense gradients lets
@@ -77,6 +81,9 @@ from .stages import (
 #: Default memory budget (bytes) for the engine's large buffers: cached per-sample quantities of one stage
 #: (40 %), one gradient block (30 %) and per-batch work (the rest).
 DEFAULT_MEMORY_BUDGET = 3 * 2**30
+
+#: Share of the memory budget the recorded stage inputs and cotangents of one row part may take (``row_parts``).
+INPUT_SHARE = 0.2
 
 #: Pass target standing for a stage's direct (non-factored) parameters; factored targets are module names, and
 #: "" is one too (a stage that *is* an embedding module).
@@ -165,16 +172,18 @@ class LogitGradients:
     1/p (unbiased); the paper kept 10 % of these parameters.
     ``max_tokens``: padded tokens per batch. ``split``: the first ``split`` samples (the train set) come first
     in batch order, so a block's ``gram(split)`` is (all x train). ``staged=False`` forces the one-stage,
-    sample-by-sample path (``None``: staged whenever the chain check passes).
+    sample-by-sample path (``None``: staged whenever the chain check passes). ``row_parts``: blocks may hold a part
+    of the rows (see the module docstring), which bounds the memory of row-wise estimators; a Gram needs all rows.
 
-    Attributes: ``features`` (N, h) float64 phi0; ``num_labels``; ``group_names`` (the blocks, in order);
-    ``staged`` (False when the backbone runs as one stage, sample by sample).
+    Attributes: ``features`` (N, h) float64 phi0; ``num_labels``; ``parts`` (chunk ranges, one unless the rows are
+    cut); ``group_names`` (the work units in order: the parameter groups, each prefixed ``rows a:b`` when there
+    are several parts); ``staged`` (False when the backbone runs as one stage, sample by sample).
     """
 
     def __init__(self, clf, samples, *, dtype: torch.dtype = torch.float32,
                  memory_budget: int = DEFAULT_MEMORY_BUDGET, embedding_fraction: float | None = None,
                  seed: int = 0, max_tokens: int = 2048, max_batch: int = 64, staged: bool | None = None,
-                 split: int | None = None):
+                 split: int | None = None, row_parts: bool = False):
         if embedding_fraction is not None and not 0 < embedding_fraction <= 1:
             raise ValueError(f"embedding_fraction must be in (0, 1], got {embedding_fraction}")
         model_dtype = next(clf.parameters()).dtype
@@ -201,9 +210,11 @@ class LogitGradients:
         self.word_embedding = word_embeddings(backbone)
         with self._eval():
             self.stages, self.staged = self._plan(staged is not False)
-            self._record()
-        self.plan = self._plan_groups()
-        self.group_names = [g for p in self.plan for g in p["groups"]]
+            self._record(INPUT_SHARE * self.budget if row_parts else math.inf)
+        self.parts = self._cut_parts(INPUT_SHARE * self.budget if row_parts else math.inf)
+        self.plans = [self._plan_groups(c0, c1) for c0, c1 in self.parts]
+        self.plan = self.plans[0]
+        self.group_names = [self._unit(i, g) for i, plan in enumerate(self.plans) for p in plan for g in p["groups"]]
 
     # -- setup ---------------------------------------------------------------------------------------------------
 
@@ -286,22 +297,32 @@ class LogitGradients:
                 return False
         return True
 
-    def _record(self) -> None:
-        """The recording forward pass: each stage's call per batch, factored modules' shapes, features phi0."""
+    def _record(self, keep_bytes: float = math.inf) -> None:
+        """The recording forward pass: each stage's call per batch, factored modules' shapes, features phi0, and
+        the bytes each batch holds while a part runs (``_input_bytes``). The calls are kept while they fit in
+        ``keep_bytes``; past it none are (``calls`` is None), and each part records its own (:meth:`_record_calls`)."""
         backbone = self.model.backbone
         watch = [m for st in self.stages for m in st.factored.values()]
-        self.calls: list[list[Call]] = []
+        self.calls: list[list[Call]] | None = []
         self.shapes: list[dict[int, tuple]] = []
         self._out_width: list[tuple] = []
         self._pool_weights: list[torch.Tensor] = []
+        self._input_bytes: list[int] = []
         feats = torch.zeros(self.num_samples, self.V0.shape[1], dtype=torch.float64)
         for idx in self.chunks:
             rec = Recorder(self.stages, watch=watch)
             batch = self._batch(idx)
             with rec():
                 out = first_tensor(backbone(**batch))
-            self.calls.append([split_call(rec.calls[k][0], rec.calls[k][1], len(idx), st.hidden_input)
-                               for k, st in enumerate(self.stages)])
+            calls = [split_call(rec.calls[k][0], rec.calls[k][1], len(idx), st.hidden_input)
+                     for k, st in enumerate(self.stages)]
+            # the recorded per-sample inputs, plus a stage's output and input cotangents (B, C, T, h) each
+            cot = len(idx) * self.num_labels * math.prod(out.shape[1:]) * torch.finfo(self.dtype).bits // 8
+            self._input_bytes.append(_tensor_bytes(calls) + 2 * cot)
+            if self.calls is not None:
+                self.calls.append(calls)
+                if sum(self._input_bytes) > keep_bytes:
+                    self.calls = None  # more than one part: each records its own
             self.shapes.append(rec.shapes)
             # rows are unpadded and batches right-padded: each row's tokens are its first len(row) positions
             lengths = torch.tensor([len(self.rows[i]["input_ids"]) for i in idx])
@@ -311,12 +332,47 @@ class LogitGradients:
             self._out_width.append(tuple(out.shape[1:]))
         self.features = feats.numpy()
 
+    def _record_calls(self, c0: int, c1: int) -> list[list[Call]]:
+        """The stage calls of batches ``c0 .. c1-1``, recorded again (the row parts' forward pass)."""
+        if self.calls is not None:
+            return self.calls[c0:c1]
+        calls = []
+        for c in range(c0, c1):
+            idx = self.chunks[c]
+            rec = Recorder(self.stages)
+            with rec():
+                self.model.backbone(**self._batch(idx))
+            calls.append([split_call(rec.calls[k][0], rec.calls[k][1], len(idx), st.hidden_input)
+                          for k, st in enumerate(self.stages)])
+        return calls
+
+    def _cut_parts(self, cap: float) -> list[tuple[int, int]]:
+        """Consecutive batch ranges whose recorded inputs and cotangents fit in ``cap`` bytes (a batch at least)."""
+        if self.calls is not None:
+            return [(0, len(self.chunks))]
+        parts, c0, used = [], 0, 0
+        for c, nbytes in enumerate(self._input_bytes):
+            if c > c0 and used + nbytes > cap:
+                parts.append((c0, c))
+                c0, used = c, 0
+            used += nbytes
+        parts.append((c0, len(self.chunks)))
+        return parts
+
+    def _unit(self, part: int, group: str) -> str:
+        """Name of one unit of work: the group, prefixed by the part's rows when the rows are cut."""
+        if len(self.parts) == 1:
+            return group
+        c0, c1 = self.parts[part]
+        return f"rows {int(self._starts[c0]) * self.num_labels}:{int(self._starts[c1]) * self.num_labels} {group}"
+
     # -- planning ------------------------------------------------------------------------------------------------
 
-    def _plan_groups(self) -> list[dict]:
-        """Passes (stage, targets) top-down and the gradient blocks each yields, sized to the budget."""
+    def _plan_groups(self, c0: int, c1: int) -> list[dict]:
+        """Passes (stage, targets) top-down over batches ``c0 .. c1-1`` and the gradient blocks each yields, sized
+        to the budget."""
         C, item = self.num_labels, torch.finfo(self.dtype).bits // 8
-        rows = self.num_samples * C
+        rows = int(self._starts[c1] - self._starts[c0]) * C
         cache_cap, block_cap = 0.4 * self.budget, 0.3 * self.budget
         plan = []
         lowest = min((k for k, st in enumerate(self.stages) if st.factored or st.direct), default=len(self.stages))
@@ -328,7 +384,7 @@ class LogitGradients:
                 cost.append(rows * sum(p.numel() for p in st.direct.values()) * item)
             for name, m in st.factored.items():
                 nbytes = 0
-                for idx, shapes in zip(self.chunks, self.shapes):
+                for idx, shapes in zip(self.chunks[c0:c1], self.shapes[c0:c1]):
                     ins, outs = shapes[id(m)]
                     nbytes += len(idx) * (math.prod(ins) * (8 if isinstance(m, nn.Embedding) else item)
                                           + C * math.prod(outs) * item)
@@ -432,30 +488,39 @@ class LogitGradients:
         """Yield the gradient blocks in ``group_names`` order, except those in ``skip`` (for resuming)."""
         skipped = set(skip)
         with self._eval():
-            cots = [self._top_cotangent(c) for c in range(len(self.chunks))]
-            below, stage = None, None  # input cotangents of the current stage = output cotangents of the next
-            for p in self.plan:
-                k = p["stage"]
-                st = self.stages[k]
-                if k != stage:
-                    cots = below if below is not None else cots
-                    below, stage = None, k
-                wanted = [g for g in p["groups"] if g not in skipped]
-                if not wanted and not p["need_h"]:
-                    continue
-                targets = p["targets"] if wanted else []
-                results, new_cots = [], []
-                for c, idx in enumerate(self.chunks):
-                    (gd, gh, gz, aux), slots = self._run_batch(
-                        st, self.calls[c][k], targets, p["need_h"], cots[c], self.staged, self.shapes[c])
-                    results.append((idx, gd, gz, aux, slots))
-                    new_cots.append(gh)
-                if p["need_h"]:
-                    below = new_cots
-                del new_cots
+            for i, (c0, c1) in enumerate(self.parts):
+                plan = self.plans[i]
+                wanted = {g for p in plan for g in p["groups"] if self._unit(i, g) not in skipped}
                 if wanted:
-                    yield from self._make_blocks(st, p, results, set(wanted))
-                del results
+                    yield from self._part_blocks(c0, c1, plan, wanted)
+
+    def _part_blocks(self, c0: int, c1: int, plan: list[dict], wanted: set[str]) -> Iterator:
+        """The blocks of batches ``c0 .. c1-1`` (rows ``_starts[c0] * C`` on) named in ``wanted``."""
+        calls = self._record_calls(c0, c1)
+        cots = [self._top_cotangent(c) for c in range(c0, c1)]
+        below, stage = None, None  # input cotangents of the current stage = output cotangents of the next
+        for p in plan:
+            k = p["stage"]
+            st = self.stages[k]
+            if k != stage:
+                cots = below if below is not None else cots
+                below, stage = None, k
+            mine = [g for g in p["groups"] if g in wanted]
+            if not mine and not p["need_h"]:
+                continue
+            targets = p["targets"] if mine else []
+            results, new_cots = [], []
+            for c in range(c0, c1):
+                (gd, gh, gz, aux), slots = self._run_batch(
+                    st, calls[c - c0][k], targets, p["need_h"], cots[c - c0], self.staged, self.shapes[c])
+                results.append((self.chunks[c], gd, gz, aux, slots))
+                new_cots.append(gh)
+            if p["need_h"]:
+                below = new_cots
+            del new_cots
+            if mine:
+                yield from self._make_blocks(st, p, results, set(mine), c0, c1)
+            del results
 
     def to_sample_order(self, K: np.ndarray | torch.Tensor, ncols: int):
         """Permute a Gram in batch order, (N*C, ncols*C), to sample order (row i*C + c is sample i, class c)."""
@@ -465,10 +530,12 @@ class LogitGradients:
         out[perm[:, None], perm[None, : ncols * C]] = torch.as_tensor(K)
         return out.numpy() if isinstance(K, np.ndarray) else out
 
-    def _make_blocks(self, st: Stage, p: dict, results, wanted) -> Iterator:
-        """Assemble gradient blocks from one pass's per-batch results; rows in batch order (i*C + c)."""
-        C, n = self.num_labels, self.num_samples
-        spans = [(int(self._starts[c]) * C, int(self._starts[c + 1]) * C) for c in range(len(self.chunks))]
+    def _make_blocks(self, st: Stage, p: dict, results, wanted, c0: int, c1: int) -> Iterator:
+        """Assemble gradient blocks from one pass's per-batch results (batches ``c0 .. c1-1``); rows in batch order
+        (i*C + c), from row ``row0`` = ``_starts[c0] * C`` on."""
+        C, first = self.num_labels, int(self._starts[c0])
+        n = int(self._starts[c1]) - first
+        spans = [((int(self._starts[c]) - first) * C, (int(self._starts[c + 1]) - first) * C) for c in range(c0, c1)]
         for t in p["targets"]:
             if t == DIRECT:
                 base = f"{st.name}:other"
@@ -481,14 +548,14 @@ class LogitGradients:
                     for (r0, r1), (idx, gd, *_rest) in zip(spans, results):
                         flat = torch.cat([gd[nm].reshape(len(idx) * C, -1) for nm in st.direct], 1)
                         G[r0:r1] = flat[:, a0:a1]
-                    yield DenseBlock(g, G, n, param=base, offset=a0, param_size=total)
+                    yield DenseBlock(g, G, n, param=base, offset=a0, param_size=total, row0=first * C)
                     del G  # before the next block is allocated
                 continue
             m = st.factored[t]
             full = _weight_name(st, t)
             if isinstance(m, nn.Embedding):
                 if full in wanted:
-                    yield self._embedding_block(full, m, t, results)
+                    yield self._embedding_block(full, m, t, results, c0)
                 continue
             out_f, in_f = out_in(m)
             for g in p["groups"]:
@@ -503,13 +570,14 @@ class LogitGradients:
                     # per sample: (C*out x S) @ (S x in) = the C gradient rows, written in place
                     dt = d.permute(0, 1, 3, 2).reshape(B, C * (o1 - o0), -1)
                     torch.bmm(dt, a, out=G[r0:r1].view(B, C * (o1 - o0), in_f))
-                yield DenseBlock(g, G, n, param=full, offset=o0 * in_f, param_size=out_f * in_f)
+                yield DenseBlock(g, G, n, param=full, offset=o0 * in_f, param_size=out_f * in_f,
+                                 row0=first * C)
                 del G
 
-    def _embedding_block(self, name: str, m: nn.Embedding, t: str, results) -> EmbeddingBlock:
+    def _embedding_block(self, name: str, m: nn.Embedding, t: str, results, c0: int = 0) -> EmbeddingBlock:
         C = self.num_labels
         samples, id_chunks, deltas = [], [], []
-        for start, (idx, _gd, gz, aux, slots) in zip(self._starts, results):
+        for start, (idx, _gd, gz, aux, slots) in zip(self._starts[c0:], results):
             tok = aux[slots[t]].reshape(len(idx), -1)  # (B, S) row ids
             d = gz[t].reshape(len(idx), C, tok.shape[1], -1).transpose(1, 2)  # (B, S, C, dim)
             live = d.flatten(2).ne(0).any(-1)  # pad positions have exactly zero cotangent
@@ -551,6 +619,17 @@ def embedding_entries_kept(num_embeddings: int, dim: int, fraction: float, seed:
     ``seed``), as the paper subsampled 10 % of the embedding parameters."""
     gen = torch.Generator().manual_seed(seed)
     return torch.rand(num_embeddings, dim, generator=gen) < fraction
+
+
+def _tensor_bytes(calls: Sequence[Call]) -> int:
+    """Bytes of the per-sample tensors in a batch's recorded stage calls (a tensor shared by stages counted once)."""
+    seen = {}
+    for call in calls:
+        for i in call.batched + ([call.hidden] if call.hidden is not None else []):
+            x = call.leaves[i]
+            if torch.is_tensor(x):
+                seen[x.data_ptr()] = x.numel() * x.element_size()
+    return sum(seen.values())
 
 
 def _stack(results):

@@ -92,11 +92,13 @@ def compute_kernels(clf, train, test=None, *, dtype: torch.dtype = torch.float32
     ``progress(done, total, group_name)`` is called after each parameter group.
     ``sketch=K``: F is *estimated* from K-dimensional sign projections of the gradients (:mod:`lpft.ntk.sketch`,
     unbiased, signs drawn with ``sketch_seed``); P stays exact. The projections take (N+M)*C*K floats of
-    ``memory_budget``.
+    ``memory_budget``, and the engine streams the rows in parts (``row_parts``) so that the rest stays within it
+    whatever N: only the projections and the (N*C)^2 result grow with N.
     """
     engine, n = _engine(clf, train, test, dtype=dtype,
                         memory_budget=_engine_budget(memory_budget, sketch, _num_rows(clf, train, test)),
-                        embedding_fraction=embedding_fraction, seed=seed, **engine_options)
+                        embedding_fraction=embedding_fraction, seed=seed, row_parts=sketch is not None,
+                        **engine_options)
     acc = _Accumulator(engine, n, sketch, sketch_seed)
     total = len(engine.group_names)
     done = 0
@@ -139,6 +141,8 @@ class _Accumulator:
         # F over part_modules' weights only, train x train in batch order (claim 7: LoRA's modules, Prop. 4.4)
         self.part = np.zeros((m, m)) if self.part_modules else None
         if sketch is None:
+            if len(engine.parts) > 1:
+                raise ValueError("the exact Gram needs every row in each block: build the engine without row_parts")
             self.sketch, self.state = None, np.zeros((rows, n * engine.num_labels))
         else:
             self.sketch = Sketch(sketch, sketch_seed, rows, torch.float64 if engine.dtype == torch.float64
@@ -161,10 +165,12 @@ class _Accumulator:
             self.sketch.add(block)
 
     def result(self) -> np.ndarray:
-        """F in batch order, (rows, n*C) float64."""
+        """F in batch order, (rows, n*C) float64; a sketch's projections are released (the state is then gone)."""
         if self.sketch is None:
             return self.state
-        return self.sketch.gram(self.n, self.engine.num_labels).numpy()
+        gram = self.sketch.gram(self.n, self.engine.num_labels).numpy()
+        self.sketch = self.state = None  # type: ignore[assignment]  # (N+M)*C*K floats no longer needed
+        return gram
 
 
 def in_part(group: str, modules: Sequence[str]) -> bool:
@@ -186,9 +192,10 @@ def _assemble(engine: LogitGradients, K: np.ndarray, n: int) -> Kernels:
     C, phi = engine.num_labels, engine.features
     m = n * C
     test = engine.num_samples > n
-    return Kernels(P_train=pretrain_kernel(phi[:n], phi[:n], C), F_train=K[:m].copy(), num_labels=C,
+    # views of one array, not copies: at N in the thousands each copy is hundreds of MB
+    return Kernels(P_train=pretrain_kernel(phi[:n], phi[:n], C), F_train=K[:m], num_labels=C,
                    P_test=pretrain_kernel(phi[n:], phi[:n], C) if test else None,
-                   F_test=K[m:].copy() if test else None,
+                   F_test=K[m:] if test else None,
                    features_train=phi[:n].copy(), features_test=phi[n:].copy() if test else None)
 
 
@@ -294,7 +301,8 @@ def _compute_kernels_locked(clf, train, test, folder: Path, train_indices, test_
         return load_kernels(folder)
     engine = LogitGradients(clf, rows, split=n, dtype=dtype,
                             memory_budget=_engine_budget(memory_budget, sketch, len(rows) * clf.head.out_features),
-                            embedding_fraction=embedding_fraction, seed=seed, **engine_options)
+                            embedding_fraction=embedding_fraction, seed=seed, row_parts=sketch is not None,
+                            **engine_options)
     C = engine.num_labels
     meta = {"ordering": ORDERING, "num_labels": C,
             "train_indices": list(map(int, train_indices)) if train_indices is not None else list(range(n)),

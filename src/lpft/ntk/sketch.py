@@ -97,6 +97,7 @@ class Sketch:
     def _add_dense(self, block: DenseBlock) -> None:
         G = block.G
         count = G.shape[1]
+        rows = slice(block.row0, block.row0 + G.shape[0])  # a part of the rows (see LogitGradients' row_parts)
         group = block.param or block.name
         size = block.param_size or count
         s = self.signs(group, size, G.dtype)[block.offset:block.offset + count]
@@ -105,9 +106,9 @@ class Sketch:
         while a < count:  # runs of consecutive columns that land in consecutive buckets
             L = min(K - b, count - a)
             if G.dtype == Y.dtype:
-                Y[:, b:b + L].addcmul_(G[:, a:a + L], s[a:a + L])  # in place: no copy of the block
+                Y[rows, b:b + L].addcmul_(G[:, a:a + L], s[a:a + L])  # in place: no copy of the block
             else:
-                Y[:, b:b + L] += (G[:, a:a + L] * s[a:a + L]).to(Y.dtype)
+                Y[rows, b:b + L] += (G[:, a:a + L] * s[a:a + L]).to(Y.dtype)
             a, b = a + L, 0
 
     def _add_embedding(self, block: EmbeddingBlock, tokens_per_step: int = 8192) -> None:
