@@ -70,13 +70,13 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", default=os.environ.get("LPFT_DATA_DIR", "../shared/data"))
     args = parser.parse_args(argv)
 
-    from lpft.cli import _quiet_libraries
     from lpft.data.batching import train_batches
     from lpft.methods.config import RunConfig
     from lpft.model import Classifier, extract
+    from lpft.quiet import quiet_libraries
     from lpft.runs import prepare
 
-    _quiet_libraries()
+    quiet_libraries()
     torch.set_num_threads(args.threads)
     prep = prepare(RunConfig(task=args.task, method="ft").resolved(), args.data_dir)
     enc = prep.splits["train"]

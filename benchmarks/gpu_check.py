@@ -177,9 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from lpft.cli import _quiet_libraries
+    from lpft.quiet import quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
     work = args.out or Path(tempfile.mkdtemp(prefix="lpft-gpu-check-"))
     work.mkdir(parents=True, exist_ok=True)
     steps = plan(args, work)

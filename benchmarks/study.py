@@ -76,6 +76,11 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="Ray workers (1 CPU, 1 thread each) = local threads")
     parser.add_argument("--rounds", type=int, default=3, help="Ray rounds from scratch (part 2)")
     parser.add_argument("--skip-full-scale", action="store_true", help="skip part 3")
+    parser.add_argument("--ray-only", action="store_true",
+                        help="part 2 only: the Ray rounds, without the local study and the all-reused rerun")
+    parser.add_argument("--keep-models", choices=("on", "off", "both"), default="on",
+                        help="part 2: actors keep each model's weights / tokenizer in memory across runs (on, the "
+                             "default), read them per run (off, before issue 16), or both, alternating in each round")
     parser.add_argument("--data-dir", default=os.environ.get("LPFT_DATA_DIR", "../shared/data"))
     parser.add_argument("--price-only", metavar="STUDY.toml", nargs="?", const="results/study.toml",
                         help="only part 4: the cost model against a finished study's recorded times "
@@ -94,14 +99,14 @@ def main(argv=None) -> int:
         price_check(args.price_only, args.data_dir, args.cache_dir)
         return 0
 
-    from lpft.cli import _quiet_libraries
+    from lpft.quiet import quiet_libraries
     from lpft.study import LocalExecutor, run_study
 
-    _quiet_libraries()
+    quiet_libraries()
     root = Path(tempfile.mkdtemp(prefix="lpft-bench-study-"))
     ray_overhead(args, root)
 
-    if not args.skip_full_scale:
+    if not args.skip_full_scale and not args.ray_only:
         spec, ws = grid(args, root / "full", None)
         timers = Timers()
         with timers.installed(targets()):
@@ -118,75 +123,99 @@ def main(argv=None) -> int:
 
 def ray_overhead(args, root: Path) -> None:
     """Parts 1 and 2: the grid locally once, then on Ray ``--rounds`` times from scratch (fresh folders, cache and
-    actors; one Ray instance, its start-up timed apart), then once more on Ray with every run reused."""
+    actors; one Ray instance, its start-up timed apart; with ``--keep-models both`` each round runs the actors
+    without and with models kept in memory, alternating which goes first), then once more on Ray with every run
+    reused. ``--ray-only``: the Ray rounds alone."""
     import statistics
 
+    from lpft.io import read_json
     from lpft.study import LocalExecutor, RayExecutor, import_ray, run_study
     from lpft.study.cost import makespan
+    from lpft.study.run import job_key
 
     ray = import_ray()
+    modes = {"on": [True], "off": [False], "both": [False, True]}[args.keep_models]
     print(f"grid: {args.task}, methods {args.methods}, seeds {args.seeds}, {args.epochs} epoch(s), train subset "
           f"{args.train_subset}; {args.workers} Ray workers x 1 thread against 1 process x {args.workers} threads; "
-          f"cpus {os.cpu_count()}; {args.rounds} Ray round(s); work folder {root}; load {os.getloadavg()}",
-          flush=True)
+          f"cpus {os.cpu_count()}; {args.rounds} Ray round(s), models kept in memory: {args.keep_models}; work "
+          f"folder {root}; load {os.getloadavg()}", flush=True)
     torch.set_num_threads(args.workers)
-    spec, ws = grid(args, root / "local", args.train_subset)
-    t0 = time.perf_counter()
-    local = run_study(spec, ws, LocalExecutor(), layout="none")
-    local_wall = time.perf_counter() - t0
-    local_inside = run_seconds(local.folders.values())
-    n = len(local.folders)
+    if not args.ray_only:
+        spec, ws = grid(args, root / "local", args.train_subset)
+        t0 = time.perf_counter()
+        local = run_study(spec, ws, LocalExecutor(), layout="none")
+        local_wall = time.perf_counter() - t0
+        local_inside = run_seconds(local.folders.values())
 
     t0 = time.perf_counter()
     ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
     ray_start = time.perf_counter() - t0
-    rounds = []
+    rounds: dict[bool, list[dict]] = {keep: [] for keep in modes}
+    n = 0
     for r in range(args.rounds):
-        spec, ws = grid(args, root / f"ray{r}", args.train_subset)
-        t0 = time.perf_counter()
-        executor = RayExecutor(cpus_per_run=1)
-        remote = run_study(spec, ws, executor, layout="none")
-        wall = time.perf_counter() - t0
-        actors = executor.startup_seconds  # once per study: the slots' processes start and import torch / lpft
-        jobs, deps = remote.plan.graph()
-        from lpft.study.run import job_key
-
-        seconds = [run_seconds([remote.folders[job_key(j, ws)]]) for j in jobs]
-        ideal = makespan(seconds, deps, args.workers)  # the same runs on 2 slots with nothing but their own time
-        rounds.append({"wall": wall, "inside": sum(seconds), "ideal": ideal, "actors": actors,
-                       "overhead": (args.workers * wall - sum(seconds)) / n,
-                       "added": args.workers * (wall - actors - ideal) / n, "load": os.getloadavg()[0]})
-        print(f"round {r + 1}: ray {wall:.1f} s (actor start {actors:.1f} s), runs' own time {sum(seconds):.1f} s, "
-              f"ideal 2-slot schedule {ideal:.1f} s, load {rounds[-1]['load']:.1f}", flush=True)
-    t0 = time.perf_counter()  # every run reused: what remains is dispatch + the reuse check, per run
-    run_study(spec, ws, RayExecutor(cpus_per_run=1), layout="none")
-    ray_rerun = time.perf_counter() - t0
+        for keep in (modes if r % 2 == 0 else modes[::-1]):
+            spec, ws = grid(args, root / f"ray{r}-{'kept' if keep else 'read'}", args.train_subset)
+            t0 = time.perf_counter()
+            executor = RayExecutor(cpus_per_run=1, keep_models=keep)
+            remote = run_study(spec, ws, executor, layout="none")
+            wall = time.perf_counter() - t0
+            actors = executor.startup_seconds  # once per study: the slots' processes start, import torch / lpft
+            jobs, deps = remote.plan.graph()
+            folders = [remote.folders[job_key(j, ws)] for j in jobs]
+            n = len(jobs)
+            seconds = [run_seconds([f]) for f in folders]
+            ideal = makespan(seconds, deps, args.workers)  # the same runs on 2 slots with nothing but their own time
+            phases = [read_json(Path(f) / "timing.json")["phases"] for f in folders]
+            rounds[keep].append({
+                "wall": wall, "inside": sum(seconds), "ideal": ideal, "actors": actors,
+                "overhead": (args.workers * wall - sum(seconds)) / n,
+                "added": args.workers * (wall - actors - ideal) / n,
+                # the actor's time per job outside lpft.runs.train's own clock (job set-up, result), and the
+                # reading of the model / tokenizer inside it (timing.json's "model" phase, part of "tokenise")
+                "actor_outside": (sum(executor.job_seconds) - sum(seconds)) / n,
+                "model": statistics.mean(p["model"] for p in phases),
+                "tokenise": statistics.mean(p["tokenise"] for p in phases),
+                "load": os.getloadavg()[0]})
+            print(f"round {r + 1}, models kept {'on' if keep else 'off'}: ray {wall:.1f} s (actor start "
+                  f"{actors:.1f} s), runs' own time {sum(seconds):.1f} s, ideal 2-slot schedule {ideal:.1f} s, "
+                  f"load {rounds[keep][-1]['load']:.1f}", flush=True)
+    if not args.ray_only:
+        t0 = time.perf_counter()  # every run reused: what remains is dispatch + the reuse check, per run
+        run_study(spec, ws, RayExecutor(cpus_per_run=1), layout="none")
+        ray_rerun = time.perf_counter() - t0
     ray.shutdown()
-    spec, ws = grid(args, root / "local", args.train_subset)
-    t0 = time.perf_counter()
-    run_study(spec, ws, LocalExecutor(), layout="none")
-    local_rerun = time.perf_counter() - t0
 
-    def spread(key: str, fmt: str = "{:.2f}") -> str:
-        values = [r[key] for r in rounds]
+    def spread(rows: list[dict], key: str, fmt: str = "{:.2f}") -> str:
+        values = [r[key] for r in rows]
         return (fmt.format(statistics.mean(values)) + " (" + fmt.format(min(values)) + "-" + fmt.format(max(values))
                 + ")")
 
-    mean_run = statistics.mean(r["inside"] for r in rounds) / n
     print(f"\n=== study benchmark: {n} runs; Ray mean (min-max) over {args.rounds} round(s) ===")
-    print(f"local, 1 process x {args.workers} threads   {local_wall:8.1f} s  (runs' own time {local_inside:.1f} s; "
-          f"outside runs {(local_wall - local_inside) / n:.2f} s per run)")
-    print(f"ray, {args.workers} workers x 1 thread      {spread('wall', '{:.1f}')} s  (+ {ray_start:.1f} s Ray "
-          f"start-up; runs' own time {spread('inside', '{:.1f}')} s; mean run {mean_run:.1f} s)")
-    print(f"ray overhead per run, all slot time   {spread('overhead')} s  = "
-          f"{100 * statistics.mean(r['overhead'] for r in rounds) / mean_run:.1f}% of a run (includes slots idle "
-          f"while the last runs finish)")
-    print(f"ray actor start, once per study    {spread('actors')} s  (2 processes importing torch and lpft, "
-          f"in parallel; a local study pays it once too, when the process starts)")
-    print(f"ray overhead per run, beyond the ideal schedule and the actor start   {spread('added')} s  = "
-          f"{100 * statistics.mean(r['added'] for r in rounds) / mean_run:.1f}% of a run   goal <= 0.5 s and <= 5%")
-    print(f"  of which per-job dispatch      {(ray_rerun - local_rerun) / n:8.2f} s  (all runs reused: Ray "
-          f"{ray_rerun:.1f} s against local {local_rerun:.1f} s for {n} runs)")
+    if not args.ray_only:
+        print(f"local, 1 process x {args.workers} threads   {local_wall:8.1f} s  (runs' own time "
+              f"{local_inside:.1f} s; outside runs {(local_wall - local_inside) / n:.2f} s per run)")
+    for keep, rows in rounds.items():
+        mean_run = statistics.mean(r["inside"] for r in rows) / n
+        print(f"--- models kept in memory: {'on' if keep else 'off'}")
+        print(f"ray, {args.workers} workers x 1 thread      {spread(rows, 'wall', '{:.1f}')} s  (+ {ray_start:.1f} s "
+              f"Ray start-up; runs' own time {spread(rows, 'inside', '{:.1f}')} s; mean run {mean_run:.1f} s)")
+        print(f"ray overhead per run, all slot time   {spread(rows, 'overhead')} s  = "
+              f"{100 * statistics.mean(r['overhead'] for r in rows) / mean_run:.1f}% of a run (includes slots idle "
+              f"while the last runs finish)")
+        print(f"ray actor start, once per study    {spread(rows, 'actors')} s  (2 processes importing torch and "
+              f"lpft, in parallel; a local study pays it once too, when the process starts)")
+        print(f"ray overhead per run, beyond the ideal schedule and the actor start   {spread(rows, 'added')} s  = "
+              f"{100 * statistics.mean(r['added'] for r in rows) / mean_run:.1f}% of a run   goal <= 0.5 s and "
+              f"<= 5%")
+        print(f"  per run: model / tokenizer read (timing.json 'model') {spread(rows, 'model')} s, tokenise phase "
+              f"{spread(rows, 'tokenise')} s, actor time outside the run's clock {spread(rows, 'actor_outside')} s")
+    if not args.ray_only:
+        spec, ws = grid(args, root / "local", args.train_subset)
+        t0 = time.perf_counter()
+        run_study(spec, ws, LocalExecutor(), layout="none")
+        local_rerun = time.perf_counter() - t0
+        print(f"  of which per-job dispatch      {(ray_rerun - local_rerun) / n:8.2f} s  (all runs reused: Ray "
+              f"{ray_rerun:.1f} s against local {local_rerun:.1f} s for {n} runs)")
 
 
 def price_check(study_file: str, data_dir: str | None, cache_dir: str | None, threads: int = 1) -> None:
@@ -238,13 +267,13 @@ def price_check(study_file: str, data_dir: str | None, cache_dir: str | None, th
 
 def overhead(args) -> int:
     """Part 5: one FT run's phases (timing.json) under the two checkpoint policies, rounds alternating."""
-    from lpft.cli import _quiet_libraries
     from lpft.io import read_json
     from lpft.methods.config import RunConfig
+    from lpft.quiet import quiet_libraries
     from lpft.runs import train
     from lpft.timing import PHASES
 
-    _quiet_libraries()
+    quiet_libraries()
     torch.set_num_threads(args.workers)
     root = Path(tempfile.mkdtemp(prefix="lpft-bench-overhead-"))
     policies = {"every epoch (0.2)": 0.0, "every 300 s": 300.0}

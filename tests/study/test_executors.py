@@ -87,6 +87,24 @@ def test_a_second_study_reuses_every_run(local_study, capsys):
     assert "12 job(s) (12 finished already)" in capsys.readouterr().out
 
 
+def test_models_kept_in_memory_change_no_number(local_study, tmp_path):
+    """The local study kept each model in memory across its 12 runs (the default): the same runs, each reading the
+    weights from disk (keep_models=False), give identical numbers. A run that started from another run's trained
+    backbone would differ."""
+    from lpft.study import LocalExecutor, Workspace
+
+    path, folder = local_study
+    spec, _ = load_study(path)
+    jobs, deps = plan(spec).graph()
+    jobs = [j for j in jobs if getattr(j, "config", None) and j.config.head_norm is None
+            and j.config.train_file.endswith("beta.csv")]  # beta's runs: alpha's ran before them in the study
+    ws = Workspace(out=tmp_path / "runs", cache_dir=str(tmp_path / "cache"), device="cpu")
+    LocalExecutor(keep_models=False).run(jobs, ws)
+    ours = run_files(tmp_path / "runs")
+    assert len(ours) == 5
+    assert_same_runs({k: v for k, v in run_files(folder / "runs").items() if k in ours}, ours)
+
+
 @pytest.fixture(scope="module")
 def ray_instance():
     ray = pytest.importorskip("ray", reason="the ray extra is not installed")

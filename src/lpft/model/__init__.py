@@ -10,6 +10,7 @@ module                 concern
                        the head's initialisation
 :mod:`.device`         the one ``--device`` rule and ``--precision`` (bf16 autocast)
 :mod:`.features`       ``extract``: ``phi(x)`` (and logits) for a whole split, in eval mode
+:mod:`.memory`         pretrained weights and tokenizers kept in memory across a study's runs (its executors)
 =====================  ===================================================================================
 
 ``lpft.model`` re-exports every public name, so ``from lpft.model import Classifier, extract`` works as before the

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..errors import ModelError
 from ..options import DEFAULT_MODEL
+from .memory import kept
 
 __all__ = ["HUB_TIMEOUT_S", "ModelError", "check_safetensors_weights", "hub_options", "hub_unreachable",
            "load_backbone", "load_config", "load_tokenizer", "max_input_tokens", "model_fingerprint",
@@ -115,6 +116,7 @@ def load_config(name_or_path: str):
         raise ModelError(f"cannot load the config of model {name_or_path!r}: {str(err).splitlines()[0]}") from None
 
 
+@kept(fresh_copy=False)  # one per process inside a study's executor (lpft.model.memory)
 def load_tokenizer(name_or_path: str):
     """The model's tokenizer. Decoder tokenizers often have no pad token (GPT-2, Llama): then the EOS token (or
     UNK, or BOS) pads. Which id pads never matters: padded positions are masked and pooling skips them."""
@@ -150,6 +152,7 @@ def check_safetensors_weights(name_or_path: str, path: str) -> None:
                          "model.save_pretrained(folder, safe_serialization=True) where you trust it")
 
 
+@kept(fresh_copy=True)  # a study's executor reads the weights once, each run gets a pristine copy
 def load_backbone(name_or_path: str, attn_implementation: str = "eager") -> nn.Module:
     """Load the encoder / decoder without any task head. Eager attention: torch.func transforms (eNTK) need it.
     Always float32, as in the paper: checkpoints stored in bfloat16 (Qwen2, Llama) are upcast, not trained in it."""

@@ -2,11 +2,15 @@
 
 - ``LocalExecutor``: one job after another in this process (the default).
 - ``RayExecutor``: one long-lived Ray actor per slot (``cpus_per_run`` / ``gpus_per_run`` resources each), on a local
-  Ray instance or a running cluster (``address="auto"``). Each actor imports torch and lpft once and pulls jobs from
-  the driver's queue; a job starts as soon as a slot is free and the jobs it depends on (its linear probe) are done,
-  so nothing waits for a wave. An actor whose process dies mid-run is restarted by Ray and its job retried
-  (``max_retries``); the run resumes from its last finished epoch (``lpft.runs.train``), so a study ends with the
-  same numbers as an uninterrupted local one. Errors in a job (bad data, bad options) are not retried.
+  Ray instance or a running cluster (``address="auto"``). Each actor imports torch and lpft and reads the study's
+  pretrained models once, as it starts, then pulls jobs from the driver's queue; a job starts as soon as a slot is
+  free and the jobs it depends on (its linear probe) are done, so nothing waits for a wave. An actor whose process
+  dies mid-run is restarted by Ray and its job retried (``max_retries``); the run resumes from its last finished
+  epoch (``lpft.runs.train``), so a study ends with the same numbers as an uninterrupted local one. Errors in a job
+  (bad data, bad options) are not retried.
+
+Both keep each pretrained model's weights and tokenizer in memory across jobs (``lpft.model.memory``: read from
+disk once per process, every run built from a pristine copy; ``keep_models=False`` reads them per run as before).
 
 Both run every job with the same number of torch threads (:func:`run_threads`): CPU kernels sum in an order that
 depends on the thread count, so only then are local and Ray results bit-identical.
@@ -21,7 +25,7 @@ import math
 import os
 import socket
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -89,18 +93,23 @@ class LocalExecutor:
     """One job after another in this process, in the given order (dependencies come first), each with
     ``threads_per_run`` torch threads."""
 
-    def __init__(self, threads_per_run: int | None = None, cpus_per_run: float | None = None):
+    def __init__(self, threads_per_run: int | None = None, cpus_per_run: float | None = None,
+                 keep_models: bool = True):
         self.threads = run_threads(threads_per_run, cpus_per_run)
+        self.keep_models = keep_models
 
     def run(self, jobs: Sequence, ws: Workspace, deps: Sequence[tuple[int, ...]] | None = None) -> list[Path]:
+        from ..model.memory import keep_pretrained
+
         folders = []
         bar = tqdm(jobs, desc="study", unit="run", disable=not jobs)
-        for i, job in enumerate(bar, 1):
-            bar.set_postfix_str(job.label)
-            reused, t0 = job.done(ws), time.perf_counter()
-            with torch_threads(self.threads):
-                folders.append(Path(job.execute(ws)))
-            tqdm.write(_line(i, len(jobs), job, folders[-1], reused, time.perf_counter() - t0))
+        with keep_pretrained() if self.keep_models else nullcontext():
+            for i, job in enumerate(bar, 1):
+                bar.set_postfix_str(job.label)
+                reused, t0 = job.done(ws), time.perf_counter()
+                with torch_threads(self.threads):
+                    folders.append(Path(job.execute(ws)))
+                tqdm.write(_line(i, len(jobs), job, folders[-1], reused, time.perf_counter() - t0))
         return folders
 
 
@@ -128,19 +137,26 @@ def _worker_env() -> dict[str, str]:
 
 
 class _Worker:
-    """A Ray actor: one slot's process, alive across jobs, so torch, transformers and lpft are imported once. It runs
+    """A Ray actor: one slot's process, alive across jobs, so torch, transformers and lpft are imported once, and the
+    study's pretrained models (``models``) read once into memory, before its first job (``lpft.model.memory``;
+    none: every run reads its model from disk). It runs
     in the caller's directory where this machine has it: files a run config names relatively (--train-file, OOD
     files) are part of its run key, so they are resolved there, not rewritten."""
 
-    def __init__(self, threads: int, cwd: str | None = None):
+    def __init__(self, threads: int, cwd: str | None = None, models: Sequence[str] = ()):
         import torch
 
         if cwd and os.path.isdir(cwd):
             os.chdir(cwd)
+        from .. import runs  # noqa: F401  (what every job imports: transformers, peft, scikit-learn; once per slot)
+        from ..model.memory import keep_pretrained, preload
         from ..quiet import quiet_libraries
 
         quiet_libraries()
         torch.set_num_threads(threads)
+        self._kept = keep_pretrained() if models else nullcontext()  # held: collecting it would close it
+        self._kept.__enter__()  # for the actor's life: each model's weights and tokenizer are read once per slot,
+        preload(models)  # here, while the other slots start too, not in the slot's first job
 
     def ready(self) -> bool:
         return True
@@ -155,7 +171,8 @@ class RayExecutor:
     with the local executor."""
 
     def __init__(self, address: str | None = None, cpus_per_run: float | None = None, gpus_per_run: float = 0,
-                 max_retries: int = 3, num_cpus: int | None = None, threads_per_run: int | None = None):
+                 max_retries: int = 3, num_cpus: int | None = None, threads_per_run: int | None = None,
+                 keep_models: bool = True):
         self.threads = run_threads(threads_per_run, cpus_per_run)
         cpus_per_run = self.threads if cpus_per_run is None else cpus_per_run  # one CPU per thread unless told
         _check_resource(cpus_per_run, "--cpus-per-run", positive=True)
@@ -166,8 +183,9 @@ class RayExecutor:
         if address:
             check_ray_address(address)  # seconds, not the minutes ray.init retries for
         self.address, self.cpus, self.gpus, self.max_retries = address, cpus_per_run, gpus_per_run, max_retries
-        self.num_cpus = num_cpus
+        self.num_cpus, self.keep_models = num_cpus, keep_models
         self.startup_seconds = 0.0  # the last run's actor start (process, imports), once per slot before any job
+        self.job_seconds: list[float] = []  # the last run's seconds per job inside its actor (0 for reused jobs)
 
     def _connect(self) -> None:
         import logging
@@ -210,6 +228,7 @@ class RayExecutor:
             max_task_retries=self.max_retries, runtime_env={"env_vars": _worker_env()})
         ws = ws.absolute()  # Ray workers start in their own directory: relative paths would miss the files
         reused = [job.done(ws) for job in jobs]
+        self.job_seconds = [0.0] * len(jobs)
         folders: list[Path | None] = [None] * len(jobs)
         failures: list[tuple[int, BaseException]] = []
         finished = 0
@@ -231,7 +250,9 @@ class RayExecutor:
         queue = [i for i, done in enumerate(reused) if not done]  # in order: dependencies come first
         running: dict = {}  # object ref -> (job index, actor)
         started = time.perf_counter()
-        idle = [worker.remote(self.threads, os.getcwd()) for _ in range(min(self.slots(), len(queue)))]
+        models = [m for m in dict.fromkeys(getattr(jobs[i].config, "model", None) for i in queue) if m] \
+            if self.keep_models else []
+        idle = [worker.remote(self.threads, os.getcwd(), models) for _ in range(min(self.slots(), len(queue)))]
         try:
             ray.get([actor.ready.remote() for actor in idle])
             self.startup_seconds = time.perf_counter() - started
@@ -257,7 +278,7 @@ class RayExecutor:
                     idle.append(actor)
                     try:
                         folder, seconds = ray.get(ref)
-                        folders[i] = Path(folder)
+                        folders[i], self.job_seconds[i] = Path(folder), seconds
                         report(i, seconds=seconds)
                     except Exception as err:  # noqa: BLE001 - reported together below
                         report(i, getattr(err, "cause", None) or err)
@@ -292,10 +313,11 @@ def check_ray_address(address: str, timeout: float = 5.0) -> None:
 
 
 def make_executor(name: str = "local", **options) -> Executor:
-    """``local`` (options: threads_per_run, cpus_per_run) or ``ray`` (also address, gpus_per_run, max_retries,
-    num_cpus)."""
+    """``local`` (options: threads_per_run, cpus_per_run, keep_models) or ``ray`` (also address, gpus_per_run,
+    max_retries, num_cpus)."""
     if name == "local":
-        return LocalExecutor(options.get("threads_per_run"), options.get("cpus_per_run"))
+        return LocalExecutor(options.get("threads_per_run"), options.get("cpus_per_run"),
+                             options.get("keep_models", True))
     if name == "ray":
         return RayExecutor(**options)
     raise ConfigError(f"--executor {name!r} is unknown: expected one of {', '.join(EXECUTORS)}")
