@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,11 @@ import pytest
 # Tests never reach the Hugging Face hub (it is unreachable on CI); hub code paths are tested with fakes.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tests never write to the user's cache (~/.cache/lpft: features, probes, the cost model's measured rates, which a
+# test's tiny model or a loaded machine would poison): this process and every `lpft` process a test starts use a
+# fresh folder, removed when the session ends (tests/study/test_cost.py checks it).
+TEST_CACHE = Path(tempfile.mkdtemp(prefix="lpft-test-cache-"))
+os.environ["LPFT_CACHE_DIR"] = str(TEST_CACHE)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("LPFT_DATA_DIR", REPO.parent / "shared" / "data"))
@@ -45,6 +52,10 @@ SLOW_FIXTURES = {
     "local_study",   # a study on the local executor
     "study_out",     # a study for `lpft claims`
 }
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(TEST_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -15,11 +15,34 @@ from lpft.cli import main
 from lpft.data.base import Task
 from lpft.methods.config import RunConfig
 from lpft.study import load_study, plan
-from lpft.study.cost import TASK_PROFILES, Profile, Rates, cpu_rates, flops_per_token, makespan, profile, run_seconds
+from lpft.study.cost import (
+    RATES_VERSION,
+    TASK_PROFILES,
+    Contention,
+    Profile,
+    Rates,
+    cpu_rates,
+    flops_per_token,
+    makespan,
+    profile,
+    run_seconds,
+)
 
 PAPER = Path(__file__).resolve().parents[2] / "studies" / "paper.toml"
+QUIET = Contention((0.1, 0.1, 0.1), (0.2, 0.1, 0.1), 2, 1, 0.0)
+BUSY = Contention((7.2, 7.0, 6.5), (7.3, 7.0, 6.5), 2, 1, 5.5)  # 5.5 other threads wanted the 2 CPUs
 RATES = Rates("all-MiniLM-L6-v2", "cpu", 1, ft=(0.05, 1e-3), lora=(0.04, 7e-4), forward=3e-4, probe=0.01,
-              start=2.0, flops=4e10)
+              start=2.0, flops=4e10, contention=QUIET)
+
+
+def write_rates(cache: Path, rates: Rates) -> Path:
+    """A cost cache file as ``cpu_rates`` writes it (the test does not time the machine)."""
+    path = cache / "cost" / f"{rates.model}-cpu-t{rates.threads}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = {k: v for k, v in dataclasses.asdict(rates).items() if k not in ("source", "contention")}
+    path.write_text(json.dumps({"version": RATES_VERSION, "rates": fields,
+                                "contention": dataclasses.asdict(rates.contention)}))
+    return path
 
 
 def test_run_seconds_is_the_documented_sum():
@@ -119,9 +142,7 @@ def test_the_paper_study_dry_run_prices_every_executor(no_data, tmp_path, capsys
 
     cache = tmp_path / "cache"
     for threads in {1, torch.get_num_threads()}:  # rates as if measured: the test does not time the machine
-        path = cache / "cost" / f"all-MiniLM-L6-v2-cpu-t{threads}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(dataclasses.asdict(dataclasses.replace(RATES, threads=threads))))
+        write_rates(cache, dataclasses.replace(RATES, threads=threads))
     assert main(["study", str(PAPER), "--out", str(tmp_path / "runs"), "--cache-dir", str(cache), "--dry-run",
                  "--gpus", "16"]) == 0
     out = capsys.readouterr().out
@@ -132,3 +153,96 @@ def test_the_paper_study_dry_run_prices_every_executor(no_data, tmp_path, capsys
     assert any(line.startswith("local, 1 process") for line in lines)
     assert any(line.startswith("GPU, 16 GPUs") for line in lines), out[-800:]
     assert "GPU-hours" in out and "scaled" in out and "TASK_PROFILES" in out
+
+
+def test_contention_says_busy_when_more_threads_wanted_the_cpus():
+    assert not QUIET.busy() and BUSY.busy()
+    assert not Contention((3.0,) * 3, (3.0,) * 3, 4, 2, 1.0).busy()  # 1 other + 2 ours on 4 CPUs
+    assert Contention((3.0,) * 3, (3.0,) * 3, 2, 2, 1.0).busy()  # 1 other + 2 ours on 2 CPUs
+    # no /proc: the load average at the end of the measurement against the CPUs
+    assert Contention((0.5,) * 3, (2.5, 1, 1), 2, 1, None).busy()
+    assert not Contention((0.5,) * 3, (1.5, 1, 1), 2, 1, None).busy()
+    assert "5.5 other threads ready to run, load 7.3 on 2 CPUs" == BUSY.describe()
+
+
+def test_measured_rates_record_the_machines_load(tiny_bert_dir, tmp_path):
+    import os
+
+    rates = cpu_rates(str(tiny_bert_dir), tmp_path, "cpu", 1)
+    c = rates.contention
+    assert c.cpus == os.cpu_count() and c.threads == 1 and len(c.load_before) == len(c.load_after) == 3
+    assert c.others_running is None or c.others_running >= 0
+    again = cpu_rates(str(tiny_bert_dir), tmp_path, "cpu", 1)  # read back: the same numbers and load
+    assert "cached" in again.source and again.contention == c and again.ft == rates.ft
+    assert 0 < rates.ft[1] and 0 < rates.forward and 0 <= rates.start
+
+
+def test_old_damaged_or_remeasured_cache_files_are_measured_again(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_measure(model, device, threads):
+        calls.append(model)
+        return dataclasses.replace(RATES, threads=threads, contention=QUIET)
+
+    monkeypatch.setattr("lpft.study.cost.measure", fake_measure)
+    path = write_rates(tmp_path, dataclasses.replace(RATES, contention=BUSY))
+    assert cpu_rates(RATES.model, tmp_path, "cpu", 1).contention == BUSY and calls == []
+    assert cpu_rates(RATES.model, tmp_path, "cpu", 1, remeasure=True).contention == QUIET and len(calls) == 1
+    assert json.loads(path.read_text())["contention"]["others_running"] == 0.0  # replaced
+    # version 1 (no load recorded; the 183 h estimate from rates measured at load 12): measured again
+    path.write_text(json.dumps({k: v for k, v in dataclasses.asdict(RATES).items() if k != "contention"}))
+    cpu_rates(RATES.model, tmp_path, "cpu", 1)
+    assert len(calls) == 2 and json.loads(path.read_text())["version"] == RATES_VERSION
+    path.write_text("{not json")
+    cpu_rates(RATES.model, tmp_path, "cpu", 1)
+    assert len(calls) == 3
+
+
+def test_dry_run_says_when_rates_were_measured_on_a_busy_machine(two_tasks, tiny_bert_dir, tmp_path, capsys,
+                                                                monkeypatch):
+    from study_files import study_toml
+
+    from lpft.study.cost import measure
+
+    model = str(tiny_bert_dir)
+    measured = []
+
+    def busy_measure(*args):
+        measured.append(args)
+        return dataclasses.replace(measure(*args), contention=BUSY)
+
+    monkeypatch.setattr("lpft.study.cost.measure", busy_measure)
+    path = tmp_path / "s.toml"
+    path.write_text(study_toml(two_tasks, tiny_bert_dir, methods=("ft",), seeds=(1,)))
+    args = ["study", str(path), "--out", str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "cache"),
+            "--threads-per-run", "1", "--dry-run"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "warning: the CPU rates were measured on a busy machine (5.5 other threads ready to run, load 7.3 " \
+           "on 2 CPUs)" in out and "--remeasure" in out
+    assert len(measured) == 1  # once for both executors
+    monkeypatch.setattr("lpft.study.cost.measure", lambda *a: dataclasses.replace(measure(*a), contention=QUIET))
+    assert main(args) == 0 and "busy machine" in capsys.readouterr().out  # read from the cache: still busy
+    assert main(args + ["--remeasure"]) == 0 and "busy machine" not in capsys.readouterr().out
+    assert main(args) == 0 and "busy machine" not in capsys.readouterr().out and model
+
+
+def test_tests_never_write_to_the_home_cache(two_tasks, tiny_bert_dir, tmp_path, capsys):
+    """tests/conftest.py points LPFT_CACHE_DIR at a temporary folder: a dry-run without --cache-dir (the default
+    cache) writes its rates there, never under ~/.cache/lpft, where a tiny model's rates poisoned real estimates."""
+    import os
+    import time
+
+    from study_files import study_toml
+
+    home = Path.home() / ".cache" / "lpft"
+    isolated = Path(os.environ.get("LPFT_CACHE_DIR", home)).resolve()
+    assert isolated != home.resolve() and home.resolve() not in isolated.parents
+    started = time.time()
+    path = tmp_path / "s.toml"
+    path.write_text(study_toml(two_tasks, tiny_bert_dir, methods=("ft",), seeds=(1,)))
+    assert main(["study", str(path), "--out", str(tmp_path / "runs"), "--threads-per-run", "1", "--dry-run"]) == 0
+    written = list((isolated / "cost").glob("*tiny-bert*-cpu-t1.json"))
+    assert written, sorted(isolated.rglob("*"))
+    fresh = [f for f in home.rglob("*") if f.is_file() and f.stat().st_mtime >= started - 1 and "tiny" in f.name]
+    assert not fresh

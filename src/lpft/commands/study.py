@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="validate the file, list the runs and eNTKs it needs (finished ones marked) and "
                              "estimate its time per executor, then stop (the first estimate on a machine times the "
                              "model for ~10 s and caches the rates)")
+    parser.add_argument("--remeasure", action="store_true",
+                        help="with --dry-run: time the model on this machine again and replace the cached rates "
+                             "(after they were measured on a busy machine: the estimate says so)")
     parser.add_argument("--gpus", type=int, default=8,
                         help="with --dry-run: the GPUs the GPU estimate spreads the runs over (default 8)")
     parser.add_argument("--gpu-flops", type=float, default=None,
@@ -38,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from ..study.run import check_outputs
     from ..study.spec import in_study_file
 
+    if args.remeasure and not args.dry_run:
+        raise ConfigError("--remeasure times the model for --dry-run's estimate: add --dry-run")
     spec, ws = load_study(args.file, out=args.out, data_dir=args.data_dir, cache_dir=args.cache_dir,
                           device=args.device, report=args.report)
     if ws.data_dir is not None and not Path(ws.data_dir).is_dir():
@@ -84,10 +89,11 @@ def print_estimate(args, jobs, deps, done, ws) -> None:
     threads = run_threads(args.threads_per_run, args.cpus_per_run)  # both executors' torch threads per run
     cpus = max(1, int(args.cpus_per_run)) if args.cpus_per_run is not None else threads
     rows = []
-    local = estimate(jobs, deps, done, ws, cpu_rates(model, cache, device, threads), 1, profiles)
+    rates = cpu_rates(model, cache, device, threads, remeasure=args.remeasure)  # one thread count for both
+    local = estimate(jobs, deps, done, ws, rates, 1, profiles)
     rows.append((f"local, 1 process x {threads} threads", local))
     slots = max(1, (os.cpu_count() or 1) // cpus)
-    ray = estimate(jobs, deps, done, ws, cpu_rates(model, cache, device, threads), slots, profiles)
+    ray = estimate(jobs, deps, done, ws, rates, slots, profiles)
     rows.append((f"ray, {slots} workers x {cpus} CPU{'s' if cpus > 1 else ''}, {threads} thread"
                  f"{'s' if threads > 1 else ''} each (this machine)", ray))
     gpu = estimate(jobs, deps, done, ws, gpu_rates(model, args.gpu_flops or GPU_FLOPS), args.gpus, profiles)
@@ -97,6 +103,9 @@ def print_estimate(args, jobs, deps, done, ws) -> None:
         extra = f"{sum(e.seconds) / 3600:.1f} GPU-hours; " if e.rates.device == "gpu" else ""
         calibrated = f", x{e.factor:.2f} from {e.calibrated_on} finished run(s)" if e.calibrated_on else ""
         print(f"  {name:45s} {duration(e.wall):>14s}  ({extra}rates {e.rates.source}{calibrated})")
+    if rates.contention is not None and rates.contention.busy():
+        print(f"  warning: the CPU rates were measured on a busy machine ({rates.contention.describe()}): the CPU "
+              "estimates are too long by about the load; run again with --remeasure on a quiet machine")
     sources = sorted({p.source for p in profiles.values()})
     if "table" in sources:
         print("  token counts of tasks without local data: lpft.study.cost.TASK_PROFILES (measured on ../shared/data)")

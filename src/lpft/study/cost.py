@@ -11,7 +11,10 @@ sample) plus the Gram products (FLOPs at the measured rate).
 The rates come from a short measurement on this machine (:func:`measure`, ~10 s: a few training steps of the
 study's model at two batch sizes, forward passes, a probe fit on synthetic features), cached under
 ``<cache>/cost/`` per model, device and thread count; a model that is not on this machine (a hub name offline) is
-measured through the embedded model and scaled by FLOPs per token. Finished runs of the study recalibrate the
+measured through the embedded model and scaled by FLOPs per token. Each time is the best of several repeats (the
+minimum: what a step costs when nothing else disturbs it), and the file records how busy the machine was (load
+average, CPUs, other processes ready to run during the measurement: :class:`Contention`), so ``--dry-run`` says when
+its rates were measured on a busy machine; ``--remeasure`` measures again. Finished runs of the study recalibrate the
 estimate: their recorded seconds against the model's prediction give a factor applied to the rest.
 
 GPUs are not measured (none here): a GPU run is priced from FLOPs per token (2 x non-embedding parameters forward,
@@ -26,8 +29,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..methods.config import RunConfig
@@ -61,6 +65,55 @@ KNOWN_SHAPES = {"roberta-base": (12, 768, 3072), "bert-base-uncased": (12, 768, 
                 "bert-base-cased": (12, 768, 3072), "roberta-large": (24, 1024, 4096),
                 "bert-large-uncased": (24, 1024, 4096), "distilroberta-base": (6, 768, 3072)}
 SPLIT_NAMES = ("train", "validation", "test")
+#: the format of ``<cache>/cost/*.json``: a file of another version (before 2: no record of the machine's load) is
+#: measured again
+RATES_VERSION = 2
+#: repeats of each timed step / forward pass after a warm-up; the minimum is kept
+REPEATS = 4
+
+
+@dataclass
+class Contention:
+    """How busy the machine was while the rates were measured: the load averages (1, 5, 15 min) before and after,
+    the CPUs, and the mean number of other threads ready to run (sampled from /proc/loadavg during the measurement,
+    less the measuring threads; None where there is no /proc)."""
+
+    load_before: tuple[float, float, float]
+    load_after: tuple[float, float, float]
+    cpus: int
+    threads: int
+    others_running: float | None
+
+    def busy(self) -> bool:
+        """More threads wanted the CPUs than there are (others + ours > CPUs, with 0.5 of slack for the sampling);
+        without /proc: a 1-minute load average at or above the CPU count when the measurement ended."""
+        if self.others_running is not None:
+            return self.others_running + self.threads > self.cpus + 0.5
+        return self.load_after[0] >= self.cpus
+
+    def describe(self) -> str:
+        others = (f"{self.others_running:.1f} other threads ready to run, " if self.others_running is not None
+                  else "")
+        return f"{others}load {self.load_after[0]:.1f} on {self.cpus} CPUs"
+
+
+class _RunnableSampler:
+    """Other threads ready to run, sampled at each timed step (``/proc/loadavg``'s 4th field counts every runnable
+    thread on the machine, ours included)."""
+
+    def __init__(self, threads: int):
+        self.threads, self.samples = threads, []
+
+    def sample(self) -> None:
+        try:
+            with open("/proc/loadavg") as f:
+                running = int(f.read().split()[3].split("/")[0])
+        except (OSError, ValueError, IndexError):
+            return
+        self.samples.append(max(0, running - self.threads))
+
+    def mean(self) -> float | None:
+        return sum(self.samples) / len(self.samples) if self.samples else None
 
 
 @dataclass
@@ -78,6 +131,7 @@ class Rates:
     start: float
     flops: float
     source: str = "measured"
+    contention: Contention | None = field(default=None)  # None: not measured here (GPU), or an older cache file
 
 
 @dataclass
@@ -124,7 +178,8 @@ def _timed(fn) -> float:
 
 
 def measure(model: str, device: str = "cpu", threads: int = 1, length: int = 64) -> Rates:
-    """Time a few training steps (batch 4 and 16, FT and LoRA), forward passes and a probe fit of ``model``."""
+    """Time a few training steps (16 x 16 and 16 x 96 tokens, FT and LoRA), forward passes and a probe fit of
+    ``model``: each the best of :data:`REPEATS` after a warm-up; how busy the machine was is recorded with them."""
     import numpy as np
     import torch
 
@@ -134,6 +189,7 @@ def measure(model: str, device: str = "cpu", threads: int = 1, length: int = 64)
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
+    load_before, others = os.getloadavg(), _RunnableSampler(threads)
     try:
         t0 = time.perf_counter()
         clf = Classifier.from_pretrained(model, 3).to(device)
@@ -146,15 +202,16 @@ def measure(model: str, device: str = "cpu", threads: int = 1, length: int = 64)
                     "attention_mask": torch.ones(n, length, dtype=torch.long, device=device)}
 
         def step_rates(net) -> tuple[float, float]:
-            """(seconds per step, per token) from steps of 16 x 16 and 16 x 96 tokens (best of 3 after a warm-up:
-            on a shared machine the best is the least disturbed)."""
+            """(seconds per step, per token) from steps of 16 x 16 and 16 x 96 tokens (best of REPEATS after a
+            warm-up: on a shared machine the best is the least disturbed)."""
             params = [p for p in net.parameters() if p.requires_grad]
             opt = torch.optim.AdamW(params, lr=1e-5)
             seconds = {}
             for length in (16, 96):
                 inputs, labels = batch(16, length), torch.zeros(16, dtype=torch.long, device=device)
                 times = []
-                for _ in range(4):
+                for _ in range(1 + REPEATS):
+                    others.sample()
                     t = time.perf_counter()
                     loss = torch.nn.functional.cross_entropy(net(**inputs), labels)
                     loss.backward()
@@ -172,14 +229,16 @@ def measure(model: str, device: str = "cpu", threads: int = 1, length: int = 64)
         with torch.no_grad():
             inputs = batch(32, length)
             clf(**inputs)
-            forward = min(_timed(lambda: clf(**inputs)) for _ in range(3)) / (32 * length)
+            forward = min(_timed(lambda: clf(**inputs)) for _ in range(REPEATS)) / (32 * length)
             x = torch.randn(512, 512, device=device)
             t = time.perf_counter()
             for _ in range(4):
                 x @ x
             flops = 4 * 2 * 512 ** 3 / (time.perf_counter() - t)
-        lora_net = apply_lora(Classifier.from_pretrained(model, 3).to(device)).train()
-        lora = step_rates(lora_net)
+        t0 = time.perf_counter()
+        lora_net = Classifier.from_pretrained(model, 3).to(device)
+        start = min(start, time.perf_counter() - t0)  # the second load: without the first one's imports
+        lora = step_rates(apply_lora(lora_net).train())
         rng = np.random.default_rng(0)  # a probe on 3 noisy clusters: LogisticRegressionCV's cost per sample
         labels = rng.integers(0, 3, 300)
         feats = rng.normal(size=(300, clf.backbone.config.hidden_size)) + labels[:, None] * 0.3
@@ -188,7 +247,8 @@ def measure(model: str, device: str = "cpu", threads: int = 1, length: int = 64)
         probe = (time.perf_counter() - t) / 300
     finally:
         torch.set_num_threads(previous)
-    return Rates(model, device, threads, ft, lora, forward, probe, start, flops)
+    contention = Contention(load_before, os.getloadavg(), os.cpu_count() or 1, threads, others.mean())
+    return Rates(model, device, threads, ft, lora, forward, probe, start, flops, contention=contention)
 
 
 def scaled(rates: Rates, model: str) -> Rates:
@@ -199,23 +259,41 @@ def scaled(rates: Rates, model: str) -> Rates:
                                start=rates.start * r, source=f"scaled x{r:.1f} by FLOPs from {rates.model}")
 
 
-def cpu_rates(model: str, cache: Path | None, device: str = "cpu", threads: int = 1) -> Rates:
-    """This machine's rates for ``model`` (measured once, then read from ``<cache>/cost/``)."""
-    from ..io import read_json, write_json
+def cpu_rates(model: str, cache: Path | None, device: str = "cpu", threads: int = 1,
+              remeasure: bool = False) -> Rates:
+    """This machine's rates for ``model``: measured once, then read from ``<cache>/cost/`` (a file of another
+    :data:`RATES_VERSION` is measured again; ``remeasure``: measure again and replace the file)."""
+    from ..io import write_json
     from ..options import DEFAULT_MODEL
 
     measured = model if is_local_model(model) else DEFAULT_MODEL
     safe = "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in measured)
     path = Path(cache) / "cost" / f"{safe}-{device}-t{threads}.json" if cache else None
-    if path is not None and path.exists():
-        data = read_json(path)
-        rates = Rates(**{**data, "ft": tuple(data["ft"]), "lora": tuple(data["lora"]),
-                         "source": f"measured, cached in {path}"})
-    else:
+    rates = _read_rates(path) if path is not None and path.exists() and not remeasure else None
+    if rates is None:
         rates = measure(measured, device, threads)
         if path is not None:
-            write_json(path, dataclasses.asdict(rates))
+            fields = {k: v for k, v in dataclasses.asdict(rates).items() if k not in ("source", "contention")}
+            write_json(path, {"version": RATES_VERSION, "rates": fields,
+                              "contention": dataclasses.asdict(rates.contention)})
     return rates if measured == model else scaled(rates, model)
+
+
+def _read_rates(path: Path) -> Rates | None:
+    """The cached rates, or None for a file to measure again: another format version, or damaged."""
+    from ..io import read_json
+
+    try:
+        data = read_json(path)
+        if data.get("version") != RATES_VERSION:
+            return None
+        c, r = data["contention"], data["rates"]
+        contention = Contention(tuple(c["load_before"]), tuple(c["load_after"]), int(c["cpus"]), int(c["threads"]),
+                                c["others_running"])
+        return Rates(**{**r, "ft": tuple(r["ft"]), "lora": tuple(r["lora"]), "source": f"measured, cached in {path}",
+                        "contention": contention})
+    except (ValueError, KeyError, TypeError, AttributeError):  # damaged: a new measurement replaces it
+        return None
 
 
 def gpu_rates(model: str, gpu_flops: float = GPU_FLOPS) -> Rates:
@@ -386,5 +464,5 @@ def duration(seconds: float) -> str:
     return f"{seconds} s"
 
 
-__all__ = ["GPU_FLOPS", "Rates", "Profile", "Estimate", "estimate", "cpu_rates", "gpu_rates", "measure", "profile",
-           "run_seconds", "ntk_seconds", "job_seconds", "makespan", "duration", "flops_per_token"]
+__all__ = ["GPU_FLOPS", "Contention", "Rates", "Profile", "Estimate", "estimate", "cpu_rates", "gpu_rates", "measure",
+           "profile", "run_seconds", "ntk_seconds", "job_seconds", "makespan", "duration", "flops_per_token"]
