@@ -480,7 +480,7 @@ def test_output_paths_are_checked_before_any_work(command, problem, runs_copy, t
             "export": ["export", run, target],
             "predict": ["predict", run, polarity_csv, "--out", target],
             "study": ["study", study, "--out", tmp_path / "runs", "--report", target]}[command]
-    monkeypatch.setattr("lpft.report.claims.compute", lambda *a, **k: pytest.fail("claims computed first"))
+    monkeypatch.setattr("lpft.claims.compute", lambda *a, **k: pytest.fail("claims computed first"))
     monkeypatch.setattr("lpft.study.plan", lambda *a, **k: pytest.fail("the study was planned first"))
     try:
         code, lines, _ = cli(capsys, *args)

@@ -1,4 +1,4 @@
-"""The claims statistics (``analysis/claims.py``): intervals against scipy, every verdict rule on constructed rows,
+"""The claims statistics (``lpft/claims/rules.py``): intervals against scipy, every verdict rule on constructed rows,
 the claim-7 kernel metrics, claim 3's LP norm path and claim 5's monotonicity."""
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from lpft.analysis import claims as C
+from lpft.claims import rules as C
 
 
 # ------------------------------------------------------------------ intervals
@@ -237,8 +237,8 @@ def test_lp_norm_path_grows_with_C_and_matches_the_probe():
 def test_the_seed_free_lp_run_is_labelled_with_the_setting_it_serves():
     import dataclasses
 
+    from lpft.claims.collect import Labeller
     from lpft.methods.config import RunConfig
-    from lpft.report.claims import Labeller
 
     ft = dataclasses.asdict(RunConfig(task="cb", method="ft", seed=1, epochs=10).resolved())
     lp = dataclasses.asdict(RunConfig(task="cb", method="lp", epochs=10).resolved())  # epochs reset to None

@@ -4,7 +4,7 @@ per v1 artifact v2 must not repeat (the majority class, the rank cap, the SGD va
 import numpy as np
 import pytest
 
-from lpft.analysis import claims as C
+from lpft.claims import rules as C
 
 
 def rows(task, method, metrics, **extra):

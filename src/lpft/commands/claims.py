@@ -33,11 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..claims import compute, summary_rows, write_report
     from ..config import ConfigError
     from ..data import canonical_name
     from ..methods.lp import default_cache_dir
     from ..outputs import check_output_folder
-    from ..report.claims import compute, summary_rows, write_report
 
     roots = [Path(p) for p in args.out]
     for root in roots:

@@ -8,7 +8,7 @@ Layout of the report folder (replaced whole when finished)::
     <task>/              that task's full compare report (report.md, CSV files, figures; see report/compare.py)
     <task>/norm-sweep/   its norm sweep, when the study has one (report/norm_sweep.py)
     ntk.csv              one row per eNTK: task, method, seed, head norm, ranks, Frobenius norms, FT ratio, folder
-    claims/              the seven claims tested on this study's runs (report/claims.py), when the study asks
+    claims/              the seven claims tested on this study's runs (lpft.claims), when the study asks
     study.json           the study's settings, run folders and timings
 """
 
@@ -41,10 +41,17 @@ def table8_rows(analyses: list[TaskAnalysis]) -> list[dict]:
 
 def write_study_report(final: str | Path, analyses: list[TaskAnalysis], info: dict,
                        sweeps: dict[str, dict] | None = None, ntk: dict[str, list[Path]] | None = None,
-                       claims: Callable[[Path], dict] | None = None) -> Path:
-    """``sweeps``: task -> {"rows", "summary", "mode", "split", "settings"}; ``ntk``: task -> eNTK folders;
-    ``claims``: report folder being written -> :func:`lpft.report.claims.compute`'s result (it reads the per-task
-    feature statistics written here first), rendered into ``claims/`` and summarised after the cross-task table."""
+                       claims: Callable[[Path], list[str]] | None = None) -> Path:
+    """Write the study's report folder ``final`` (replaced whole) from its task analyses; returns it as a Path.
+
+    Args:
+        analyses: one :class:`~lpft.analysis.compare.TaskAnalysis` per compared task, in study order.
+        info: the study's study.json.
+        sweeps: task -> {"rows", "summary", "mode", "split", "settings"} of its norm sweep.
+        ntk: task -> its eNTK folders (their stats.json are tabulated in ntk.csv).
+        claims: writes the claims into the folder being assembled and returns the Markdown section that follows
+            the cross-task table (:func:`lpft.claims.render.study_section`); the claims were computed before.
+    """
     sweeps, ntk = sweeps or {}, ntk or {}
     with report_folder(final) as folder:
         md = [f"# lpft study: {info.get('source', '')}", ""]
@@ -114,7 +121,7 @@ def write_study_report(final: str | Path, analyses: list[TaskAnalysis], info: di
         if ntk_rows:
             write_csv(folder / "ntk.csv", ntk_rows)
         if claims is not None:
-            md[claims_at:claims_at] = _claims_section(folder, claims(folder))
+            md[claims_at:claims_at] = claims(folder)
         (folder / "report.md").write_text("\n".join(md))
         write_json(folder / "study.json", info)
     return Path(final)
@@ -136,13 +143,3 @@ def _ntk_section(rows: list[dict]) -> list[str]:
             "change is ‖Φ − Φ0‖_F on the test samples after one real epoch of the named optimiser, where measured.",
             "", markdown_table(["method", "seed", "head norm", "rank P / F / P+F", "FN P+F", "FT ratio",
                                 "feature change", "folder"], table), ""]
-
-
-def _claims_section(folder: Path, result: dict) -> list[str]:
-    from .claims import verdict_table, write_report
-
-    write_report(folder / "claims", result, "this study's run, eNTK and report folders")
-    return ["## The seven claims", "",
-            "Verdicts by the rules fixed in `docs/claims.md` (95 % t interval over seeds of per-seed paired "
-            "differences); statistics, intervals and the paper's numbers in [claims/claims.md](claims/claims.md).",
-            "", verdict_table(result), ""]

@@ -117,9 +117,14 @@ def run_study(spec: StudySpec, ws: Workspace, executor: Executor | None = None, 
                 "ntk": {t: [shown_path(f) for f in fs] for t, fs in result.ntk.items()}, "seconds": result.seconds}
         claims = None
         if spec.claims:
-            from ..report.claims import compute
+            from ..claims import compute, study_section
 
-            def claims(report_folder: Path) -> dict:  # only this study's folders, whatever else --out holds
-                return compute(list(folders.values()) + [report_folder], data_dir=ws.data_dir, cache_dir=cache)
+            # only this study's folders, whatever else --out holds; its analyses and sweeps as objects, not as the
+            # report files written from them
+            verdicts = compute(list(folders.values()), data_dir=ws.data_dir, cache_dir=cache, analyses=analyses,
+                               sweeps=result.sweeps)
+
+            def claims(folder: Path) -> list[str]:
+                return study_section(folder, verdicts)
         result.report = write_study_report(spec.report, analyses, info, result.sweeps, result.ntk, claims)
     return result

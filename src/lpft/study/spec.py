@@ -120,7 +120,7 @@ class StudySpec:
     tsne_samples: int = 500
     gd_max_steps: int = 100_000
     report: Path | None = None
-    claims: bool = False  # test the seven claims on the study's folders (report/claims.py) into <report>/claims
+    claims: bool = False  # test the seven claims on the study's folders (lpft.claims) into <report>/claims
     source: str = "command line"  # the study file, for error messages and the report
 
     def task(self, name: str) -> TaskSpec:

@@ -290,8 +290,8 @@ def lp_norm_path(features, labels, num_labels: int, cs: int = 10, max_iter: int 
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    from .dynamics import gd_linear_probe, probe_regularisation, snap_to_grid
-    from .features import cosine_similarity_mean
+    from ..analysis.dynamics import gd_linear_probe, probe_regularisation, snap_to_grid
+    from ..analysis.features import cosine_similarity_mean
 
     X = np.asarray(features, dtype=np.float64)
     y = np.asarray(labels)
