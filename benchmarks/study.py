@@ -131,7 +131,6 @@ def ray_overhead(args, root: Path) -> None:
     from lpft.io import read_json
     from lpft.study import LocalExecutor, RayExecutor, import_ray, run_study
     from lpft.study.cost import makespan
-    from lpft.study.run import job_key
 
     ray = import_ray()
     modes = {"on": [True], "off": [False], "both": [False, True]}[args.keep_models]
@@ -161,7 +160,7 @@ def ray_overhead(args, root: Path) -> None:
             wall = time.perf_counter() - t0
             actors = executor.startup_seconds  # once per study: the slots' processes start, import torch / lpft
             jobs, deps = remote.plan.graph()
-            folders = [remote.folders[job_key(j, ws)] for j in jobs]
+            folders = [remote.folders[j.key] for j in jobs]
             n = len(jobs)
             seconds = [run_seconds([f]) for f in folders]
             ideal = makespan(seconds, deps, args.workers)  # the same runs on 2 slots with nothing but their own time

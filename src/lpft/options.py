@@ -33,6 +33,10 @@ SUBSET_ORDERS = ("stratified", "first")
 #: How the eNTK's train / test examples are drawn (see :mod:`lpft.ntk.sampling`).
 SAMPLINGS = ("random", "first")
 
+#: Default memory budget (bytes) of the eNTK engine's large buffers (:mod:`lpft.ntk.gradients`): cached per-sample
+#: quantities of one stage (40 %), one gradient block (30 %) and per-batch work (the rest).
+DEFAULT_MEMORY_BUDGET = 3 * 2**30
+
 #: How :func:`lpft.ntk.stats.kernel_regression` scales the kernel before fitting: ``raw`` (the authors' setting: the
 #: kernel as it is) or ``max`` (divided by its largest absolute train entry; a deviation that better conditions
 #: lbfgs but changes the effective strength of the fixed regularisation grid).

@@ -79,7 +79,8 @@ def check_config(path: Path) -> tuple[RunConfig, dict]:
                                        f"{' or null' if optional else ''}, got {value!r:.60}")
     try:
         config = RunConfig(**{**LEGACY_PROTOCOL, **fields})  # runs made before those options: what they did
-        config.resolved()
+        resolved = config.resolved()
+        config = resolved if resolved == config else config  # (as saved: later checks need not resolve it again)
     except ConfigError as err:
         raise RunFolderError(path, str(err)) from None
     _require(path, data, "labels", lambda v: isinstance(v, list) and len(v) >= 2

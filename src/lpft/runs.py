@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +45,7 @@ from .data.batching import Encoded, encode
 from .data.subsets import check_splits, label_counts
 from .errors import RunFolderError as RunFolderError  # re-exported (defined in lpft.errors)
 from .io import check_writable_folder, environment_info, save_array, save_tensors, write_json
+from .keys import run_folder as run_folder  # re-exported (defined in lpft.keys)
 from .locks import exclusive, lock_path
 from .methods.config import RunConfig
 from .methods.finetune import finetune, load_trainable_state, trainable_state
@@ -128,11 +128,6 @@ def _how_picked(cfg: RunConfig, split: str, whole: int, used: int) -> str:
     return f"{picked}; {cut}" if cut else picked
 
 
-def run_folder(cfg: RunConfig, out: str | Path = "runs") -> Path:
-    model_slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(cfg.model.rstrip("/")).name)
-    return Path(out) / cfg.task / cfg.method / f"{model_slug}-seed{cfg.seed}-{cfg.run_key()}"
-
-
 def _head_tensors(clf: Classifier) -> dict:
     return {"weight": clf.head.weight.detach().clone(), "bias": clf.head.bias.detach().clone()}
 
@@ -167,8 +162,7 @@ def start_of_fine_tuning(cfg: RunConfig, prep: Prepared, cache: Path | None,
         with phase("features"):
             feats = pretrained_features(clf, cfg.model, splits["train"], cache, cfg.eval_batch_size,
                                         "LP features train", cfg.precision)
-            key = pretrained_features_key(clf, cfg.model, splits["train"])
-        key += "" if cfg.precision == "fp32" else f"-{cfg.precision}"
+            key = pretrained_features_key(clf, cfg.model, splits["train"], cfg.precision)
         with phase("probe"):
             weight, bias = linear_probe(feats, splits["train"].labels, task.num_labels, cfg.lp_cs, cfg.lp_folds,
                                         cfg.lp_max_iter, cache, key)

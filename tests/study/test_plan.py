@@ -157,12 +157,13 @@ def test_job_identity_reads_the_data_from_the_workspace(shared_data, monkeypatch
     # not from the environment (a study file's data_dir, with LPFT_DATA_DIR unset, once fell through to the hub)
     from lpft.study import NtkSpec, Workspace
     from lpft.study.jobs import NtkJob
-    from lpft.study.run import job_key
 
     monkeypatch.delenv("LPFT_DATA_DIR", raising=False)
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     job = NtkJob(RunConfig(task="cb", method="ft", seed=1).resolved(), NtkSpec(n_train=250, n_test=250))
-    assert "/ft-seed1-n225x56-" in job_key(job, Workspace(out=Path("elsewhere"), data_dir=str(shared_data)))
+    # (the job's identity in a study, job.key, reads no data; its folder, named when it runs, does)
+    assert "/ft-seed1-n225x56-" in str(job.folder(Workspace(out=Path("elsewhere"), data_dir=str(shared_data))))
+    assert job.key.startswith("NtkJob:cb/ntk/ft-seed1-n250x250-")
 
 
 def test_workspace_paths_become_absolute_for_workers(tmp_path, monkeypatch):

@@ -69,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
     ws = workspace_from_args(args)
     from ..study import plan
 
-    plan(spec, ws.data_dir)  # every option, task and OOD set checked before an executor (or Ray) starts
-    folder = run_study(spec, ws, executor_from_args(args), layout="study" if multi else "compare").report
+    planned = plan(spec, ws.data_dir)  # every option, task and OOD set checked before an executor (or Ray) starts
+    folder = run_study(planned, ws, executor_from_args(args), layout="study" if multi else "compare").report
 
     if multi:
         rows = read_csv(folder / "table8.csv")

@@ -48,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
     spec = StudySpec(tasks=(TaskSpec(task, base),), seeds=seeds, compare=False, sweep=sweep,
                      report=Path(args.report or Path(args.out) / task / "norm-sweep"), source="lpft norm-sweep")
     ws = workspace_from_args(args)
-    plan(spec, ws.data_dir)  # checked before an executor (or Ray) starts
-    result = run_study(spec, ws, executor_from_args(args), layout="sweep")
+    planned = plan(spec, ws.data_dir)  # checked before an executor (or Ray) starts
+    result = run_study(planned, ws, executor_from_args(args), layout="sweep")
 
     summary = result.sweeps[task]["summary"]
     table = [["method", "norm" if sweep.mode == "norm" else "multiplier", "start ||V||", "Diff(F) mean", "std",

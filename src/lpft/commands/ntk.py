@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 
 from ..config import add_config_arguments, config_from_args
+from ..keys import ntk_folder as ntk_folder  # where the study puts an eNTK; re-exported for callers
 from ..methods.config import RunConfig
 from ..options import KERNEL_SCALINGS, SAMPLINGS
-from ..study.jobs import ntk_folder  # noqa: F401  (where the study puts an eNTK; re-exported for callers)
 from ._options import add_executor_arguments, executor_from_args, workspace_from_args
 from .train import add_run_location_arguments, format_table
 
@@ -69,11 +69,11 @@ def run(args: argparse.Namespace) -> int:
                        predict_dropout=args.predict_dropout, sketch=args.sketch, sketch_seed=args.sketch_seed)
     spec = StudySpec(tasks=(TaskSpec(cfg.task.lower(), cfg),), compare=False, ntk=(settings,), source="lpft ntk")
     ws = workspace_from_args(args)
-    plan(spec, ws.data_dir)  # checked before an executor (or Ray) starts
+    planned = plan(spec, ws.data_dir)  # checked before an executor (or Ray) starts
     check_writable_folder(ws.out, "--out")
     if ws.cache_dir not in (None, "default"):
         check_writable_folder(ws.cache_dir, "--cache-dir")
-    (folder,) = next(iter(run_study(spec, ws, executor_from_args(args), layout="none").ntk.values()))
+    (folder,) = next(iter(run_study(planned, ws, executor_from_args(args), layout="none").ntk.values()))
     stats = read_json(folder / "stats.json")
     rows = [["kernel", "rank", "FN", "entry tr/te", "argmax tr/te"]]
     for name, s in stats["kernels"].items():

@@ -51,9 +51,10 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(spec, ws, report_option="--report" if args.report else None)
     executor = executor_from_args(args)  # a bad executor option (an unreachable --ray-address) fails now
     try:
-        jobs, deps = plan(spec, ws.data_dir).graph()
+        planned = plan(spec, ws.data_dir)
     except ConfigError as err:
         raise in_study_file(err, args.file) from None
+    jobs, deps = planned.graph()
     done = [job.done(ws) for job in jobs]
     print(f"study {args.file}: {len(spec.tasks)} task(s), {len(jobs)} job(s) ({sum(done)} finished "
           f"already) -> {spec.report}")
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {'done ' if finished else 'to do'}  {job.label}  {folder}{wait}")
         print_estimate(args, jobs, deps, done, ws)
         return 0
-    result = run_study(spec, ws, executor, layout="study")
+    result = run_study(planned, ws, executor, layout="study")
     print(f"report: {result.report / 'report.md'}")
     return 0
 

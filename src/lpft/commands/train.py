@@ -62,16 +62,17 @@ def run_time(folder, metrics: dict, started: float) -> str:
 def run(args: argparse.Namespace) -> int:
     from ..runs import RunRecord, train
 
-    cfg = config_from_args(RunConfig, args)
+    cfg = config_from_args(RunConfig, args).resolved()  # once: train() and what it calls keep it resolved
+    given_seed = args.seed
     ood = None
     if args.ood:
         from ..study.planning import check_ood_sets
         from ._options import parse_list
 
         ood = parse_list(args.ood, "--ood", what="a task name or file")
-        check_ood_sets(ood, cfg.resolved(), args.data_dir)  # a missing file or other labels: before training
-    if cfg.resolved().method == "lp" and cfg.seed != 0:
-        print(f"LP is seed-free (a deterministic probe on frozen features): --seed {cfg.seed} trains the one LP run, "
+        check_ood_sets(ood, cfg, args.data_dir)  # a missing file or other labels: before training
+    if cfg.method == "lp" and given_seed != 0:
+        print(f"LP is seed-free (a deterministic probe on frozen features): --seed {given_seed} trains the one LP run, "
               "folder seed0, that serves every seed", file=sys.stderr)
     started = time.time()
     folder = train(cfg, out=args.out, data_dir=args.data_dir, cache_dir=cache_arg(args.cache_dir),

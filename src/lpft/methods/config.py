@@ -7,9 +7,8 @@ Hyperparameters left unset (``None``) resolve to the paper's Table 6 values for 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
+import weakref
 from dataclasses import dataclass
 
 from ..config import ConfigError
@@ -50,12 +49,9 @@ HYPERPARAMETERS.update({("boss-amazon-full", m): v for m, v in _TABLE6_MORE["bos
 FT_ONLY_FIELDS = ("seed", "epochs", "batch_size", "lr", "weight_decay", "dropout", "lora_r", "lora_alpha",
                   "head_norm", "head_scale", "log_every", "lora_targets", "head_init", "max_grad_norm", "data_order")
 
-# What runs made before head_init / max_grad_norm / data_order existed did (RunRecord fills these in for them).
+# What runs made before head_init / max_grad_norm / data_order existed did (RunRecord fills these in for them; at
+# these values the options are left out of the run key: lpft.keys.NEUTRAL).
 LEGACY_PROTOCOL = {"head_init": "uniform", "max_grad_norm": 0.0, "data_order": "length", "subset_order": "first"}
-
-# Options that change no number (logging, evaluation batching, how often resume state is written): not in the run
-# key, so runs differing only in them are the same run.
-NOT_IN_KEY = ("log_every", "eval_batch_size", "checkpoint_every")
 
 # Tasks whose default schedule is shortened so the default `lpft train` finishes in minutes on 2 CPU cores.
 QUICK_DEFAULTS = {"bbc-news": {"epochs": 1, "max_length": 64}}
@@ -154,7 +150,13 @@ class RunConfig:
     the eNTK is always fp32/fp64)"""
 
     def resolved(self) -> "RunConfig":
-        """A copy with every default filled in; raises ConfigError naming a bad option."""
+        """A copy with every default filled in; raises ConfigError naming a bad option.
+
+        Resolving is done once: a config that ``resolved()`` returned, unchanged since, comes back as a copy at
+        once (resolution may read the model's config from disk, and one ``lpft train`` passes its config through
+        several functions that each need it resolved)."""
+        if _RESOLVED.get(id(self)) == dataclasses.astuple(self):
+            return _mark_resolved(dataclasses.replace(self))
         cfg = dataclasses.replace(self)
         _check_types(cfg)
         cfg.task = cfg.task.lower()
@@ -227,30 +229,14 @@ class RunConfig:
             defaults = {f.name: f.default for f in dataclasses.fields(RunConfig)}
             for name in FT_ONLY_FIELDS:
                 setattr(cfg, name, None if name in ("epochs", "batch_size", "lr") else defaults[name])
-        return cfg
+        return _mark_resolved(cfg)
 
     def run_key(self) -> str:
-        """Hash of everything that changes the numbers (not logging or batch size for evaluation)."""
-        fields = dataclasses.asdict(self)
-        for cosmetic in NOT_IN_KEY:
-            fields.pop(cosmetic)
-        if fields.get("precision") == "fp32":  # added later: fp32 runs keep the keys they had before the option
-            fields.pop("precision")
-        # pooling / LoRA targets at the architecture's defaults: earlier runs keep their keys too
-        if fields["pooling"] is None or fields["pooling"] == _default_pooling(self.model):
-            fields.pop("pooling")
-        if fields["lora_targets"] is None:
-            fields.pop("lora_targets")
-        if fields["validation_subset"] is None:  # added later: runs without it keep their keys
-            fields.pop("validation_subset")
-        # head_init / max_grad_norm / data_order at what runs did before the options existed: those runs keep their
-        # keys; the new defaults (normal head, clipping) are other computations and get other keys
-        for name, legacy in LEGACY_PROTOCOL.items():
-            if fields[name] == legacy:
-                fields.pop(name)
-        if not self.subset_order_matters:  # no subset and no cut to draw: the same data either way
-            fields.pop("subset_order", None)
-        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
+        """Hash of everything that changes the numbers (:func:`lpft.keys.run_key`: not logging or batch size for
+        evaluation, nor options at their neutral value)."""
+        from ..keys import run_key
+
+        return run_key(self)
 
     def split_limit(self, split: str) -> int | None:
         """How many examples of ``split`` the run uses (None: all)."""
@@ -279,6 +265,19 @@ class RunConfig:
     @property
     def uses_lora(self) -> bool:
         return self.method in ("lora", "lp-lora")
+
+
+#: id -> the field values of each live config that ``resolved()`` returned (kept outside the instances, so that
+#: ``__dict__``, ``asdict``, ``==`` and the run key see the fields only); an entry goes when its config does
+_RESOLVED: dict[int, tuple] = {}
+
+
+def _mark_resolved(cfg: RunConfig) -> RunConfig:
+    """Remember the field values ``cfg`` was resolved with: a later change of a field makes the next ``resolved()``
+    resolve again."""
+    _RESOLVED[id(cfg)] = dataclasses.astuple(cfg)
+    weakref.finalize(cfg, _RESOLVED.pop, id(cfg), None)
+    return cfg
 
 
 def _default_pooling(model: str) -> str | None:

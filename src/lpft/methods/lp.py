@@ -24,6 +24,7 @@ import torch
 from sklearn.linear_model import LogisticRegressionCV
 from tqdm.auto import tqdm
 
+from .. import keys
 from ..config import ConfigError
 from ..data.batching import Encoded
 from ..io import load_array, load_tensors, save_array, save_tensors
@@ -45,12 +46,11 @@ def encoded_fingerprint(enc: Encoded) -> str:
     return h.hexdigest()[:16]
 
 
-def pretrained_features_key(clf: Classifier, model_name: str, enc: Encoded) -> str:
-    """Cache key of pre-trained features: model files, tokenised split and (when not the paper's first token) the
-    pooling."""
-    key = f"{model_fingerprint(model_name)}-{encoded_fingerprint(enc)}"
-    pooling = getattr(clf, "pooling", "first")
-    return key if pooling == "first" else f"{key}-{pooling}"
+def pretrained_features_key(clf: Classifier, model_name: str, enc: Encoded, precision: str = "fp32") -> str:
+    """Cache key of pre-trained features (:func:`lpft.keys.features_key`): model files, tokenised split, pooling and
+    precision."""
+    return keys.features_key(model_fingerprint(model_name), encoded_fingerprint(enc), getattr(clf, "pooling", "first"),
+                        precision)
 
 
 def pretrained_features(clf: Classifier, model_name: str, enc: Encoded, cache_dir: Path | None,
@@ -65,8 +65,7 @@ def pretrained_features(clf: Classifier, model_name: str, enc: Encoded, cache_di
 
     if cache_dir is None:
         return compute()
-    suffix = "" if precision == "fp32" else f"-{precision}"
-    path = Path(cache_dir) / "features" / f"{pretrained_features_key(clf, model_name, enc)}{suffix}.npy"
+    path = Path(cache_dir) / "features" / f"{pretrained_features_key(clf, model_name, enc, precision)}.npy"
     return compute_once(path, compute, load_array, save_array, what="pre-trained features")
 
 
@@ -143,7 +142,7 @@ def linear_probe(features: np.ndarray, labels: np.ndarray, num_labels: int, cs: 
     if cache_dir is None:
         return fit()
     targets = hashlib.sha256(np.asarray(labels, dtype=np.int64).tobytes() + f"|{num_labels}".encode())
-    name = f"{features_key}-y{targets.hexdigest()[:12]}-C{cs}-k{folds}-i{max_iter}.safetensors"
+    name = keys.probe_cache_name(features_key, targets.hexdigest()[:12], cs, folds, max_iter)
     path = Path(cache_dir) / "probes" / name
 
     def load(p):

@@ -64,6 +64,7 @@ from torch.func import functional_call, vjp, vmap
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from ..model.pooling import pool, pool_weights
+from ..options import DEFAULT_MEMORY_BUDGET as DEFAULT_MEMORY_BUDGET  # re-exported (defined in lpft.options)
 from .blocks import DenseBlock, EmbeddingBlock
 from .stages import (
     Call,
@@ -77,10 +78,6 @@ from .stages import (
     split_call,
     word_embeddings,
 )
-
-#: Default memory budget (bytes) for the engine's large buffers: cached per-sample quantities of one stage
-#: (40 %), one gradient block (30 %) and per-batch work (the rest).
-DEFAULT_MEMORY_BUDGET = 3 * 2**30
 
 #: Share of the memory budget the recorded stage inputs and cotangents of one row part may take (``row_parts``).
 INPUT_SHARE = 0.2

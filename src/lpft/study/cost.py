@@ -390,8 +390,8 @@ class Estimate:
 
 def job_seconds(jobs, done, ws, r: Rates, profiles: dict) -> list[float]:
     """Predicted seconds per job (0 for a finished one): the first job of each probe key pays for the probe."""
+    from ..keys import probe_key
     from .jobs import TrainJob
-    from .planning import probe_key
 
     seen, out = set(), []
     for job, finished in zip(jobs, done):

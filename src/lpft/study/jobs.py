@@ -12,7 +12,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import keys
+from ..keys import QUERY_VALUE_METHODS, KernelOptions
+from ..keys import ntk_folder as ntk_folder  # re-exported (defined in lpft.keys)
+from ..keys import ntk_prefix as ntk_prefix  # re-exported (defined in lpft.keys)
 from ..methods.config import RunConfig
+from ..options import DEFAULT_MEMORY_BUDGET
 from .spec import NtkSpec, Workspace
 
 LABEL = {"lp": "LP", "ft": "FT", "lp-ft": "LP-FT", "lora": "LoRA", "lp-lora": "LP-LoRA"}
@@ -27,32 +32,6 @@ def cache_path(ws: Workspace):
     from ..runs import resolve_cache
 
     return resolve_cache(ws.cache_dir)
-
-
-QUERY_VALUE_METHODS = ("ft", "lp-ft")  # full fine-tuning: F over LoRA's modules is a part of their F
-
-
-def ntk_folder(out: str | Path, cfg: RunConfig, n_train: int, n_test: int, memory_budget: int,
-               embedding_fraction: float | None, sample: str = "random", sketch: int | None = None,
-               sketch_seed: int | None = None, query_value: bool = False) -> Path:
-    """The folder of one kernel computation: keyed on the run options (``run_key``) and on every option that
-    changes the kernels, so a small trial and the full computation never collide. The Eq. 1 / Eq. 2 options only
-    change ``stats.json`` and ``summary.md``, which every command rewrites (and which record them)."""
-    import hashlib
-
-    options = {"run": cfg.run_key(), "n_train": n_train, "n_test": n_test, "memory_budget": memory_budget,
-               "embedding_fraction": embedding_fraction, "sample": sample}
-    if sketch is not None:  # (exact kernels keep the keys they had before sketches existed)
-        options.update(sketch=sketch, sketch_seed=cfg.seed if sketch_seed is None else sketch_seed)
-    if query_value and cfg.method in QUERY_VALUE_METHODS:  # only then: earlier folders keep their names
-        options["query_value"] = True
-    key = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:10]
-    return Path(out) / cfg.task / "ntk" / f"{ntk_prefix(cfg)}{n_train}x{n_test}-{key}"
-
-
-def ntk_prefix(cfg: RunConfig) -> str:
-    """The start of every eNTK folder name of ``cfg``'s method and seed (the sample sizes and key follow)."""
-    return f"{cfg.method}-seed{cfg.seed}-n"
 
 
 class KernelProgress:
@@ -93,10 +72,13 @@ class TrainJob:
         seed = "" if c.method == "lp" else f" seed {c.seed}"
         return f"{task_label(c)} {LABEL[c.method]}{seed}{head_label(c)}"
 
-    def folder(self, ws: Workspace) -> Path:
-        from ..runs import run_folder
+    @property
+    def key(self) -> str:
+        """The job's identity in a study (:func:`lpft.keys.job_key`)."""
+        return keys.job_key("TrainJob", self.config)
 
-        return run_folder(self.config, ws.out)
+    def folder(self, ws: Workspace) -> Path:
+        return keys.run_folder(self.config, ws.out)
 
     def done(self, ws: Workspace) -> bool:
         return (self.folder(ws) / "metrics.json").exists()
@@ -126,44 +108,59 @@ class NtkJob:
         c = self.config
         return f"{task_label(c)} eNTK {LABEL[c.method]} seed {c.seed}{head_label(c)}"
 
-    def folder(self, ws: Workspace) -> Path:
-        from ..ntk.gradients import DEFAULT_MEMORY_BUDGET
+    @property
+    def kernel_options(self) -> KernelOptions:
+        """The settings its kernels (and so its folder's name) depend on."""
+        s = self.settings
+        return KernelOptions(s.memory_budget or DEFAULT_MEMORY_BUDGET, s.embedding_fraction, s.sample, s.sketch,
+                             s.sketch_seed, s.query_value)
 
-        n_train, n_test = self.sizes(ws)
-        return ntk_folder(ws.out, self.config, n_train, n_test, self.settings.memory_budget or DEFAULT_MEMORY_BUDGET,
-                          self.settings.embedding_fraction, self.settings.sample, self.settings.sketch,
-                          self.settings.sketch_seed, self.settings.query_value)
+    @property
+    def key(self) -> str:
+        """The job's identity in a study, named without reading the data (:func:`lpft.keys.job_key`)."""
+        return keys.job_key("NtkJob", self.config, (self.settings.n_train, self.settings.n_test,
+                                                    self.kernel_options))
+
+    def folder(self, ws: Workspace) -> Path:
+        """Its folder: the finished one if any (no data read), else named from the data (which caps the sample
+        sizes its name holds)."""
+        return self.finished(ws) or self.folder_for(*self.sizes(ws), ws)
+
+    def folder_for(self, n_train: int, n_test: int, ws: Workspace) -> Path:
+        """Its folder when the data gives ``n_train`` x ``n_test`` samples."""
+        return ntk_folder(ws.out, self.config, n_train, n_test, **dataclasses.asdict(self.kernel_options))
+
+    def finished(self, ws: Workspace) -> Path | None:
+        """Its folder if it has finished with these settings, found without reading the data (the folder's
+        ``stats.json`` records the settings, requested sample sizes included)."""
+        from ..io import read_json
+
+        def same_settings(folder: Path) -> bool:
+            stats = folder / "stats.json"
+            return stats.exists() and read_json(stats).get("settings") == kernel_settings(self.settings)
+
+        return keys.find_ntk_folder(ws.out, self.config, self.settings.n_train, self.settings.n_test,
+                                    self.kernel_options, same_settings)
 
     def sizes(self, ws: Workspace) -> tuple[int, int]:
-        """The numbers of train / test samples used: n_train / n_test, as far as the splits reach."""
+        """The numbers of train / test samples used: n_train / n_test, as far as the splits reach (reads the data)."""
         from ..runs import load_task
 
         task = load_task(self.config, ws.data_dir)
-        train, test = len(task.load("train")), len(task.load("test"))
-        c = self.config
-        train, test = min(train, c.train_subset or train), min(test, c.eval_subset or test)
-        return min(self.settings.n_train, train), min(self.settings.n_test, test)
+        return keys.ntk_sizes(self.config, self.settings.n_train, self.settings.n_test, len(task.load("train")),
+                              len(task.load("test")))
 
     def pattern(self, ws: Workspace) -> Path:
         """Where its folder will be, without reading the data (its name holds the sample sizes the data caps)."""
         return Path(ws.out) / self.config.task / "ntk" / f"{ntk_prefix(self.config)}*"
 
     def done(self, ws: Workspace) -> bool:
-        """Finished with these settings (the kernels alone are reused whatever the statistics settings). Reads the
-        data (for the folder's name) only when some eNTK of this method and seed has finished: planning and
-        ``--dry-run`` of a study whose data is on the hub download nothing."""
-        from ..io import read_json
-
-        pattern = self.pattern(ws)
-        if not any(pattern.parent.glob(f"{pattern.name}/stats.json")):
-            return False
-        stats = self.folder(ws) / "stats.json"
-        return stats.exists() and read_json(stats).get("settings") == kernel_settings(self.settings)
+        """Finished with these settings (the kernels alone are reused whatever the statistics settings); reads no
+        data: planning and ``--dry-run`` of a study whose data is on the hub download nothing."""
+        return self.finished(ws) is not None
 
     def execute(self, ws: Workspace) -> Path:
-        if self.done(ws):
-            return self.folder(ws)
-        return compute_ntk(self.config, self.settings, ws, self.folder(ws))
+        return self.finished(ws) or compute_ntk(self.config, self.settings, ws)
 
     def summary(self, folder: Path) -> str:
         from ..io import read_json
@@ -181,8 +178,9 @@ def kernel_settings(s: NtkSpec) -> dict:
     return json.loads(json.dumps(settings))
 
 
-def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, folder: Path, log=print) -> Path:
-    """Kernels (resumable), Table-2 statistics, the optional Eq. 1 / 2 prediction check, plots and summary."""
+def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, log=print) -> Path:
+    """Kernels (resumable), Table-2 statistics, the optional Eq. 1 / 2 prediction check, plots and summary; returns
+    the folder, named from the sample sizes the data gives (the data is read once, here)."""
     import sys
 
     import numpy as np
@@ -191,7 +189,6 @@ def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, folder: Path, log=pri
     from ..io import write_json
     from ..model import extract
     from ..ntk import compute_kernels_to_dir, frobenius_norm, ft_ratio, kernel_regression, numerical_rank, residuals
-    from ..ntk.gradients import DEFAULT_MEMORY_BUDGET
     from ..ntk.report import PAPER_CB, make_plots, summary_markdown
     from ..ntk.sampling import missing_classes, sample_indices
     from ..ntk.stats import RANK_EPS
@@ -200,6 +197,8 @@ def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, folder: Path, log=pri
     started = time.perf_counter()
     sketch_seed = cfg.seed if s.sketch_seed is None else s.sketch_seed
     prep = prepare(cfg, ws.data_dir)
+    job = NtkJob(cfg, s)
+    folder = job.folder_for(min(s.n_train, len(prep.splits["train"])), min(s.n_test, len(prep.splits["test"])), ws)
     train_idx = sample_indices(len(prep.splits["train"]), s.n_train, cfg.seed, s.sample, stream=0)
     test_idx = sample_indices(len(prep.splits["test"]), s.n_test, cfg.seed, s.sample, stream=1)
     train, test = prep.splits["train"].subset(train_idx), prep.splits["test"].subset(test_idx)

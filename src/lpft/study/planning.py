@@ -18,6 +18,8 @@ from pathlib import Path
 
 from ..config import ConfigError
 from ..data import SPLITS, DataError, get_task
+from ..keys import job_key
+from ..keys import probe_key as probe_key  # re-exported (defined in lpft.keys)
 from ..methods.config import METHODS, RunConfig
 from ..ntk.sampling import SAMPLINGS
 from ..ntk.stats import KERNEL_SCALINGS
@@ -88,7 +90,7 @@ class Plan:
         """Every distinct run, in plan order."""
         configs = [s.config for slots in self.compare.values() for s in slots]
         configs += [c for runs in self.sweep.values() for c in runs]
-        return list({c.run_key() + c.task + c.method: c for c in configs}.values())
+        return list({job_key("TrainJob", c): c for c in configs}.values())
 
     def graph(self) -> tuple[list, list[tuple[int, ...]]]:
         """Every job once, in the order to start them, and for each the indices of the jobs it waits for. A job
@@ -110,11 +112,6 @@ class Plan:
         deps = [(index[probe_key(j.config)],) if j.config.uses_lp and i >= len(probes)
                 and probe_key(j.config) in index else () for i, j in enumerate(jobs)]
         return jobs, deps
-
-
-def probe_key(cfg: RunConfig) -> str:
-    """Runs with the same key start from the same linear probe (the LP run of the same model, task and data)."""
-    return dataclasses.replace(cfg, method="lp").resolved().run_key() + cfg.task
 
 
 def plan(spec: StudySpec, data_dir: str | None = None) -> Plan:

@@ -26,16 +26,11 @@ class StudyResult:
     ntk: dict[str, list[Path]] = field(default_factory=dict)  # task -> eNTK folders
 
 
-def job_key(job, ws: Workspace) -> str:
-    """A job's identity, independent of where the runs go (an eNTK folder's name needs the data: its sample sizes)."""
-    return f"{type(job).__name__}:{job.folder(dataclasses.replace(ws, out=Path('.')))}"
-
-
 def execute(p: Plan, ws: Workspace, executor: Executor) -> tuple[dict[str, Path], dict[str, bool]]:
     """Run the plan's dependency graph; job key -> folder, and whether it was finished before."""
     jobs, deps = p.graph()
-    reused = {job_key(job, ws): job.done(ws) for job in jobs}
-    folders = {job_key(job, ws): Path(folder) for job, folder in zip(jobs, executor.run(jobs, ws, deps))}
+    reused = {job.key: job.done(ws) for job in jobs}
+    folders = {job.key: Path(folder) for job, folder in zip(jobs, executor.run(jobs, ws, deps))}
     return folders, reused
 
 
@@ -56,9 +51,10 @@ def check_outputs(spec: StudySpec, ws: Workspace, layout: str = "study", report_
         check_output_folder(spec.report, "report", option, reads)
 
 
-def run_study(spec: StudySpec, ws: Workspace, executor: Executor | None = None, layout: str = "study"
+def run_study(study: StudySpec | Plan, ws: Workspace, executor: Executor | None = None, layout: str = "study"
               ) -> StudyResult:
-    """Validate and plan everything, run it, write the report.
+    """Validate and plan everything (a :class:`Plan` is taken as given: it was planned already), run it, write the
+    report.
 
     ``layout``: ``"study"`` (report folder with the cross-task table and a section per task), ``"compare"`` (one
     task's compare report, as `lpft compare --task`), ``"sweep"`` (one task's norm-sweep report), ``"none"``.
@@ -69,7 +65,8 @@ def run_study(spec: StudySpec, ws: Workspace, executor: Executor | None = None, 
     from ..report.norm_sweep import write_sweep_report
     from ..report.study import write_study_report
 
-    p = plan(spec, ws.data_dir)
+    p = study if isinstance(study, Plan) else plan(study, ws.data_dir)
+    spec = p.spec
     if spec.report is None and layout != "none":
         spec = dataclasses.replace(spec, report=Path(ws.out) / "study" / "report")
     check_outputs(spec, ws, layout)
@@ -79,11 +76,11 @@ def run_study(spec: StudySpec, ws: Workspace, executor: Executor | None = None, 
     result.seconds["training"] = time.perf_counter() - started
 
     cache = resolve_cache(ws.cache_dir)
-    slots = {task: [RunSlot(s.method, s.seed, RunRecord(folders[job_key(TrainJob(s.config), ws)]),
-                            reused[job_key(TrainJob(s.config), ws)]) for s in grid]
+    slots = {task: [RunSlot(s.method, s.seed, RunRecord(folders[TrainJob(s.config).key]),
+                            reused[TrainJob(s.config).key]) for s in grid]
              for task, grid in p.compare.items()}
     for task, configs in p.sweep.items():
-        records = [RunRecord(folders[job_key(TrainJob(c), ws)]) for c in configs]
+        records = [RunRecord(folders[TrainJob(c).key]) for c in configs]
         rows = sweep_rows(records, ws.data_dir, cache, ws.device, spec.sweep.split)
         s = spec.sweep
         result.sweeps[task] = {
@@ -92,7 +89,7 @@ def run_study(spec: StudySpec, ws: Workspace, executor: Executor | None = None, 
                          "seeds": list(s.seeds or spec.seeds), "split": s.split,
                          "config": {k: v for k, v in dataclasses.asdict(configs[0]).items()
                                     if k not in ("method", "seed", "head_norm", "head_scale")}}}
-    result.ntk = {task: [folders[job_key(j, ws)] for j in jobs] for task, jobs in p.ntk.items()}
+    result.ntk = {task: [folders[j.key] for j in jobs] for task, jobs in p.ntk.items()}
 
     def settings(task: str) -> CompareSettings:
         return CompareSettings(split=spec.split, ood=spec.task(task).ood, tsne_samples=spec.tsne_samples,
