@@ -69,6 +69,7 @@ class RunCalibration:
 
     @property
     def temperature(self) -> float:
+        """The fitted T."""
         return self.report["temperature"]
 
     def bins(self) -> list[dict]:

@@ -27,7 +27,7 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -57,6 +57,7 @@ class Labeller:
         self.settings: dict[str, list[dict]] = {}
 
     def add(self, config: dict) -> None:
+        """Record a run's setting (LP runs serve the settings they match and add none)."""
         if config["method"] == "lp":  # seed- and schedule-free: it serves the settings it matches (label)
             return
         group = self.settings.setdefault(config["task"], [])
@@ -64,6 +65,7 @@ class Labeller:
             group.append(_setting(config))
 
     def label(self, config: dict) -> str:
+        """The run's task label: the task, plus ``(field=value, ...)`` where its task was run with several settings."""
         task, group = config["task"], self.settings.get(config["task"], [])
         mine = _setting(config)
         if config["method"] == "lp":
@@ -133,9 +135,19 @@ def _readable_csvs(out: Path, pattern: str):
         yield path, rows
 
 
-def feature_rows(out: Path) -> dict[str, dict]:
+class RunFeatures(TypedDict, total=False):
+    """What reports and evaluate folders say about one run's features: Diff(F), CS(F), the pre-trained CS(F), and
+    its OOD rows (one per OOD set, with the primary metric)."""
+
+    diff: float | None
+    cs: float | None
+    pretrained_cs: float | None
+    ood_rows: list[dict]
+
+
+def feature_rows(out: Path) -> dict[str, RunFeatures]:
     """resolved run folder -> {diff, cs, ood: {set: metric fraction}} from compare reports and evaluate folders."""
-    found: dict[str, dict] = {}
+    found: dict[str, RunFeatures] = {}
     for path, rows in _readable_csvs(out, "runs.csv"):
         if (path.parent / "claims.md").exists():  # an earlier claims report: our own output, not a source
             continue
@@ -218,7 +230,7 @@ def _feature_extras(record: RunRecord, data_dir, cache_dir) -> dict:
     return out
 
 
-def run_rows(records: list[RunRecord], labeller: Labeller, features: dict[str, dict], data_dir=None,
+def run_rows(records: list[RunRecord], labeller: Labeller, features: dict[str, RunFeatures], data_dir=None,
              cache_dir=None, feature_extras: bool = True, calibrations: dict[str, CalibrationReport] | None = None
              ) -> list[dict]:
     """One row per non-sweep run in the units of :mod:`lpft.claims.rules` (metrics in points).
@@ -310,10 +322,10 @@ def study_sweep_rows(sweeps: dict[str, dict]) -> list[dict]:
     return rows
 
 
-def analysis_features(analyses: Sequence[TaskAnalysis]) -> dict[str, dict]:
+def analysis_features(analyses: Sequence[TaskAnalysis]) -> dict[str, RunFeatures]:
     """resolved run folder -> {diff, cs, pretrained_cs, ood_rows} from a study's task analyses: what
     :func:`feature_rows` reads back from their ``runs.csv`` and ``ood_runs.csv``, without the files."""
-    found: dict[str, dict] = {}
+    found: dict[str, RunFeatures] = {}
     for a in analyses:
         for slot, row in zip(a.slots, a.rows):
             if row.get("diff") is not None:
@@ -360,6 +372,7 @@ def _ntk_key(stats: dict) -> tuple:
 
 
 def ntk_rows(folders) -> list[dict]:
+    """Claim-4 rows of the unscaled eNTK folders: FT ratio, ranks of P and F, and what caps the ranks."""
     return [{"task": s["task"], "method": s["method"], "seed": s["seed"], "ft_ratio": s["ft_ratio"],
              "rank_P": s["kernels"]["P"]["rank"], "rank_F": s["kernels"]["F"]["rank"], "folder": str(f),
              "num_labels": s.get("num_labels"), "n_train": s.get("n_train"),
@@ -405,7 +418,8 @@ def kernel_pairs(folders) -> list[dict]:
     return rows
 
 
-def lp_paths(records: list[RunRecord], labeller: Labeller, data_dir, cache_dir, gd_steps: int) -> tuple[list, dict]:
+def lp_paths(records: list[RunRecord], labeller: Labeller, data_dir, cache_dir, gd_steps: int
+             ) -> tuple[list[dict], dict[str, C.LpNormPath]]:
     """Claim-3 extras for the first run with an LP stage of each task label: (csv rows, label -> result)."""
     from ..analysis.run_features import run_features, run_split
 

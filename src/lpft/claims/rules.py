@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import TypedDict
 
 import numpy as np
 from scipy import stats as sps
@@ -114,9 +115,11 @@ class Statistic:
         self.verdict = verdict(self.interval, self.margin, self.larger) if self.decides else SHOWN
 
     def add_note(self, text: str) -> None:
+        """Append ``text`` to the statistic's note (``;``-separated)."""
         self.note = f"{self.note}; {text}" if self.note else text
 
     def row(self) -> dict:
+        """claims.csv's row of this statistic (its interval flattened, seeds space-separated)."""
         i = asdict(self.interval)
         return {"claim": self.claim, "task": self.task, "statistic": self.name, "n": i["n"], "mean": i["mean"],
                 "ci_low": i["lo"], "ci_high": i["hi"], "rule": self.rule, "verdict": self.verdict,
@@ -125,6 +128,7 @@ class Statistic:
 
     @property
     def rule(self) -> str:
+        """The verdict rule in words ("holds if CI > m, fails if CI < m"), or that it is only shown."""
         if not self.decides:
             return "shown beside the verdict"
         return (f"holds if CI > {self.margin:g}, fails if CI < {self.margin:g}" if self.larger
@@ -277,8 +281,21 @@ def claim3(runs: list[dict], paper_table1: dict | None = None,
     return out
 
 
+class LpNormPath(TypedDict, total=False):
+    """:func:`lp_norm_path`'s result (``seed``, ``folder`` and ``norm_init`` are added by the collector)."""
+
+    path: list[dict]  # {"C", "norm"} per C of the probe's grid
+    chosen_C: float | None
+    chosen_norm: float | None
+    gd: dict  # {"C", "steps", "norm", "converged"}
+    pretrained_cs: float
+    seed: int
+    folder: str
+    norm_init: float
+
+
 def lp_norm_path(features, labels, num_labels: int, cs: int = 10, max_iter: int = 5000, chosen_weight=None,
-                 chosen_bias=None, gd_steps: int = 2000) -> dict:
+                 chosen_bias=None, gd_steps: int = 2000) -> LpNormPath:
     """Head norm ‖V‖_F of the L2 probe at every C of its grid ``np.logspace(-4, 4, cs)``, the C the probe chose
     (recovered from its head, snapped to the grid) and an (almost) unregularised LP by gradient descent.
 
@@ -303,7 +320,7 @@ def lp_norm_path(features, labels, num_labels: int, cs: int = 10, max_iter: int 
         if coef.shape[0] == 1:
             coef = np.concatenate([-coef / 2, coef / 2])
         path.append({"C": float(C), "norm": float(np.linalg.norm(coef))})
-    out = {"path": path, "chosen_C": None, "chosen_norm": None}
+    out: LpNormPath = {"path": path, "chosen_C": None, "chosen_norm": None}
     if chosen_weight is not None:
         C, _ = probe_regularisation(X, y, chosen_weight, chosen_bias)
         out["chosen_C"] = snap_to_grid(C, cs) if C > 0 else None
@@ -363,7 +380,15 @@ def claim4(ntk_rows: list[dict], paper_table2: dict | None = None) -> list[Stati
 CLAIM5_MARGIN = -0.8
 
 
-def monotonicity(norms, changes) -> dict:
+class Monotonicity(TypedDict):
+    """:func:`monotonicity`'s result."""
+
+    rho: float  # Spearman's rho of change against norm (nan under 3 points or a constant)
+    decreasing_steps: float  # fraction of consecutive steps (by norm) along which the change falls
+    points: int
+
+
+def monotonicity(norms, changes) -> Monotonicity:
     """Spearman's rho of change against norm and the fraction of consecutive (by norm) steps that decrease."""
     order = np.argsort(np.asarray(norms, dtype=np.float64), kind="stable")
     x = np.asarray(norms, dtype=np.float64)[order]

@@ -83,6 +83,8 @@ class Classifier(nn.Module):
     @classmethod
     def from_pretrained(cls, name_or_path: str, num_labels: int, dropout: float | None = None,
                         pooling: str | None = None) -> "Classifier":
+        """Pretrained backbone (:func:`~lpft.model.hub.load_backbone`) + a fresh head; ``pooling`` None picks the
+        architecture's default. The head is initialised by the caller (:func:`init_head`, seeded)."""
         backbone = load_backbone(name_or_path)
         return cls(backbone, num_labels, dropout, pooling or default_pooling(backbone.config))
 
@@ -108,6 +110,7 @@ class Classifier(nn.Module):
         return pool(out.last_hidden_state, attention_mask, self.pooling)
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, **kwargs) -> torch.Tensor:
+        """Logits ``V dropout(phi(x)) + b``, (B, C)."""
         phi = self.features(input_ids, attention_mask, token_type_ids, **kwargs)
         return self.head(self.dropout(phi))
 
