@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
-from lpft.analysis._figures import new_figure
-from lpft.analysis.calibration import reliability_bins, reliability_figure
+from lpft.analysis.calibration import reliability_bins
 from lpft.ntk.plots import class_ticks, plot_pair_norms
-from lpft.report.plots import log_axis, log_ticks
+from lpft.report.figures import new_figure
+from lpft.report.plots import log_axis, log_ticks, reliability_figure
 
 
 def drawn(fig):

@@ -14,8 +14,8 @@ from lpft.analysis.calibration import (
     maximum_calibration_error,
     nll,
     reliability_bins,
-    reliability_diagram,
 )
+from lpft.report.plots import reliability_diagram
 
 
 def synthetic_logits(seed, n, n_classes, miscalibration):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from lpft.analysis.tsne import embed_with_head, tsne_figure
+from lpft.analysis.tsne import TsnePanel, embed_with_head
+from lpft.report.plots import plot_tsne
 
 
 def clusters(seed, n=30, h=8, n_classes=3):
@@ -34,6 +35,7 @@ def test_tsne_figure_writes_png(tmp_path):
         ("pre-trained", F, y, centers, ["a", "b", "c"]),
         ("no head", F2, y2, None, ["neg", "pos"]),
     ]
-    out = tsne_figure(panels, tmp_path / "tsne.png")
+    embedded = [TsnePanel(*embed_with_head(f, head), y_, names) for _, f, y_, head, names in panels]
+    out = plot_tsne([p[0] for p in panels], embedded, tmp_path / "tsne.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["tsne.png"]

@@ -1,4 +1,5 @@
-"""Calibration: temperature scaling, ECE, MCE and reliability diagrams (the paper's Table 3).
+"""Calibration: temperature scaling, ECE, MCE and reliability bins (the paper's Table 3; the diagrams are drawn by
+:func:`lpft.report.plots.reliability_diagram`).
 
 Logits are (N, C) arrays, labels (N,) integer class ids, probabilities (N, C) rows summing to 1. Everything is
 float64; softmax and log-softmax come from scipy.special, which subtract the row maximum and so stay exact for
@@ -13,7 +14,6 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
 
-from lpft.analysis._figures import new_figure, save_png
 from lpft.analysis.features import as_float64
 
 N_BINS = 15
@@ -167,37 +167,3 @@ def calibration_report(val_logits, val_labels, test_logits, test_labels) -> Cali
     for suffix, temp in (("before", 1.0), ("after", T)):
         report.update({f"{k}_{suffix}": v for k, v in _test_metrics(z_test, y_test, temp).items()})
     return CalibrationReport(**report)  # type: ignore[typeddict-item]  # the keys built above, in this order
-
-
-def reliability_diagram(probs_before, probs_after, labels, path, title: str = "", n_bins: int = N_BINS):
-    """Write :func:`reliability_figure` as a PNG, atomically; returns the path."""
-    return save_png(reliability_figure(probs_before, probs_after, labels, title, n_bins), path)
-
-
-def reliability_figure(probs_before, probs_after, labels, title: str = "", n_bins: int = N_BINS):
-    """A reliability diagram: per-bin accuracy against confidence before and after scaling.
-
-    Bars sit side by side in each bin (empty bins draw nothing), each labelled with its number of examples, so that a
-    large calibration error from a bin of two examples shows as such; the dashed diagonal is perfect calibration.
-    The legend, under the axes where it covers no bar, gives each ECE and MCE in percent.
-    """
-    fig = new_figure(figsize=(5, 5.8), layout="constrained")
-    ax = fig.add_subplot()
-    width = 1.0 / n_bins
-    left = np.arange(n_bins) * width
-    for shift, probs, name, color in ((0.0, probs_before, "before TS", "tab:red"),
-                                      (0.5, probs_after, "after TS", "tab:blue")):
-        counts, acc, _ = reliability_bins(probs, labels, n_bins)
-        ece = expected_calibration_error(probs, labels, n_bins)
-        mce = maximum_calibration_error(probs, labels, n_bins)
-        keep = counts > 0
-        bars = ax.bar(left[keep] + shift * width, acc[keep], width=width / 2, align="edge", color=color, alpha=0.8,
-                      edgecolor="black", linewidth=0.5, label=f"{name} (ECE {100 * ece:.2f}%, MCE {100 * mce:.2f}%)")
-        ax.bar_label(bars, labels=[str(int(n)) for n in counts[keep]], padding=1, fontsize=6, color=color,
-                     rotation=90 if counts.max() >= 100 else 0)
-    ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
-    ax.set(xlim=(0, 1), ylim=(0, 1.08), xlabel="confidence (numbers: examples per bar)", ylabel="accuracy",
-           title=title)
-    ax.set_yticks(np.linspace(0, 1, 6))
-    fig.legend(loc="outside lower center", ncols=1, fontsize="small", frameon=False)
-    return fig

@@ -1,13 +1,14 @@
-"""t-SNE of features together with the classifier head's class vectors (the paper's feature visualisations)."""
+"""t-SNE of features together with the classifier head's class vectors (the paper's feature visualisations).
+
+This module embeds; :func:`lpft.report.plots.plot_tsne` draws the embedded :class:`TsnePanel` objects.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from lpft.analysis._figures import new_figure, save_png
 from lpft.analysis.features import as_float64
 
 RANDOM_STATE = 0
@@ -58,40 +59,3 @@ class TsnePanel:
     label_names: list[str]
     method: str | None = None
     head: str = "final"
-
-
-def tsne_figure(panels: Sequence[tuple], path, random_state: int = RANDOM_STATE):
-    """Embed and draw: a PNG with one t-SNE subplot per panel; returns the path.
-
-    Each panel is (title, features (N, h), labels (N,), head_weight (C, h) or None, label_names). Each panel is
-    embedded on its own (t-SNE coordinates are not comparable across panels); see :func:`draw_tsne`.
-    """
-    if not panels:
-        raise ValueError("no panels")
-    embedded = []
-    for _, features, labels, head_weight, label_names in panels:
-        pts, heads = embed_with_head(features, head_weight, random_state)
-        embedded.append(TsnePanel(pts, heads, np.asarray(labels), list(label_names)))
-    return draw_tsne([p[0] for p in panels], embedded, path)
-
-
-def draw_tsne(titles: Sequence[str], panels: Sequence[TsnePanel], path):
-    """Write a PNG with one subplot per embedded panel (atomically); returns the path.
-
-    Points are coloured by class; head rows are star markers in their class's colour (row k is class k).
-    """
-    if not panels:
-        raise ValueError("no panels")
-    fig = new_figure(figsize=(4.5 * len(panels), 4.5))
-    colors = [f"C{i % 10}" for i in range(max(len(p.label_names) for p in panels))]
-    for i, (title, panel) in enumerate(zip(titles, panels)):
-        ax = fig.add_subplot(1, len(panels), i + 1)
-        pts, heads, y = panel.points, panel.head_points, np.asarray(panel.labels)
-        for c, name in enumerate(panel.label_names):  # points above the stars: a head row can sit on its own cluster
-            ax.scatter(*pts[y == c].T, s=8, color=colors[c], alpha=0.7, label=str(name), zorder=3)
-        for c, (hx, hy) in enumerate(heads):
-            ax.scatter(hx, hy, s=250, marker="*", color=colors[c], edgecolor="black", linewidth=1, alpha=0.6,
-                       label="head rows" if c == 0 else None, zorder=2)
-        ax.set(title=title, xticks=[], yticks=[])
-        ax.legend(fontsize="small", markerscale=0.8)
-    return save_png(fig, path)

@@ -122,7 +122,7 @@ def summary_rows(result: ClaimsResult) -> list[list[str]]:
 
 def plot_lp_path(results: dict, path: Path) -> Path:
     """Claim 3: the probe's head norm against C (log-log), the chosen C marked, the GD LP and init as lines."""
-    from ..analysis._figures import new_figure, save_png
+    from ..report.figures import new_figure, save_png
 
     fig = new_figure(figsize=(6.5, 4.5))
     ax = fig.add_subplot()
@@ -148,7 +148,7 @@ def plot_norm_curves(adamw: list[dict], sgd: list[dict], path: Path) -> Path:
     """Claim 5: feature change against the start head norm, one line per (task, method, seed); AdamW | SGD."""
     from matplotlib.ticker import NullFormatter
 
-    from ..analysis._figures import new_figure, save_png
+    from ..report.figures import new_figure, save_png
     from ..report.plots import METHOD_COLORS
 
     fig = new_figure(figsize=(11, 4.5))

@@ -22,9 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from scipy.special import softmax
 
-    from ..analysis.calibration import calibration_report, reliability_bins, reliability_diagram
+    from ..analysis.calibration import calibration_report, reliability_bins
     from ..io import write_json
     from ..outputs import check_output_folder, output_folder
+    from ..report.plots import reliability_diagram
     from ..report.tables import write_csv
 
     record = open_run(args.run)

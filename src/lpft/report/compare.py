@@ -24,12 +24,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..analysis.calibration import reliability_diagram
-from ..analysis.tsne import draw_tsne
 from ..io import write_json
 from . import paper
 from .output import report_folder
-from .plots import plot_dynamics
+from .plots import plot_dynamics, plot_tsne, reliability_diagram
 from .tables import fmt_fixed3, fmt_mean_std, fmt_number, fmt_percent, markdown_table, mean_std, write_csv
 
 if TYPE_CHECKING:  # the analysis imports torch; rendering only reads the object it is handed
@@ -231,7 +229,7 @@ def _tsne(folder: Path, analysis: TaskAnalysis) -> list[str]:
         csv_rows += [{"panel": title, "kind": "head row", "index": k, "label": names[k], "x": x, "y": yy}
                      for k, (x, yy) in enumerate(panel.head_points)]
     write_csv(folder / "tsne.csv", csv_rows)
-    draw_tsne(titles, analysis.tsne, folder / "tsne.png")
+    plot_tsne(titles, analysis.tsne, folder / "tsne.png")
     n = len(analysis.tsne[0].labels)
     return ["## t-SNE of features and head rows (paper Figures 5-6)", "",
             f"{n} {analysis.settings.split} examples, seed {analysis.seeds[0]}; stars are the head's rows, rescaled "

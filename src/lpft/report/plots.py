@@ -1,6 +1,6 @@
-"""The report's figures: head-norm dynamics (paper Figure 1) and the norm sweep (paper Figure 3).
+"""The report's figures: head-norm dynamics (paper Figure 1), the norm sweep (paper Figure 3), t-SNE panels
+(Figures 5-6) and reliability diagrams (Table 3), each drawn from numbers the analysis computed.
 
-t-SNE panels and reliability diagrams come from :mod:`lpft.analysis.tsne` and :mod:`lpft.analysis.calibration`.
 Every figure is drawn on an Agg canvas (no pyplot state) and written atomically.
 """
 
@@ -12,7 +12,9 @@ from typing import Sequence
 import numpy as np
 from matplotlib.ticker import FormatStrFormatter
 
-from ..analysis._figures import new_figure, save_png
+from ..analysis.calibration import N_BINS, expected_calibration_error, maximum_calibration_error, reliability_bins
+from ..analysis.tsne import TsnePanel
+from .figures import new_figure, save_png
 
 DYNAMICS_PANELS = (("head_weight_norm", "head weight norm ||V||_F"), ("head_bias_norm", "head bias norm ||b||"),
                    ("mean_logit_norm", "mean logit norm"), ("loss", "training loss"))
@@ -116,3 +118,61 @@ def plot_norm_sweep(summary: Sequence[dict], path: str | Path, mode: str = "norm
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     return save_png(fig, path)
+
+
+def plot_tsne(titles: Sequence[str], panels: Sequence[TsnePanel], path) -> Path:
+    """Write a PNG with one subplot per embedded panel (:func:`lpft.analysis.tsne.embed_with_head`'s points),
+    atomically; returns the path.
+
+    Points are coloured by class; head rows are star markers in their class's colour (row k is class k). Each panel
+    was embedded on its own: coordinates are not comparable across panels.
+    """
+    if not panels:
+        raise ValueError("no panels")
+    fig = new_figure(figsize=(4.5 * len(panels), 4.5))
+    colors = [f"C{i % 10}" for i in range(max(len(p.label_names) for p in panels))]
+    for i, (title, panel) in enumerate(zip(titles, panels)):
+        ax = fig.add_subplot(1, len(panels), i + 1)
+        pts, heads, y = panel.points, panel.head_points, np.asarray(panel.labels)
+        for c, name in enumerate(panel.label_names):  # points above the stars: a head row can sit on its own cluster
+            ax.scatter(*pts[y == c].T, s=8, color=colors[c], alpha=0.7, label=str(name), zorder=3)
+        for c, (hx, hy) in enumerate(heads):
+            ax.scatter(hx, hy, s=250, marker="*", color=colors[c], edgecolor="black", linewidth=1, alpha=0.6,
+                       label="head rows" if c == 0 else None, zorder=2)
+        ax.set(title=title, xticks=[], yticks=[])
+        ax.legend(fontsize="small", markerscale=0.8)
+    return save_png(fig, path)
+
+
+def reliability_diagram(probs_before, probs_after, labels, path, title: str = "", n_bins: int = N_BINS) -> Path:
+    """Write :func:`reliability_figure` as a PNG, atomically; returns the path."""
+    return save_png(reliability_figure(probs_before, probs_after, labels, title, n_bins), path)
+
+
+def reliability_figure(probs_before, probs_after, labels, title: str = "", n_bins: int = N_BINS):
+    """A reliability diagram: per-bin accuracy against confidence before and after scaling.
+
+    Bars sit side by side in each bin (empty bins draw nothing), each labelled with its number of examples, so that a
+    large calibration error from a bin of two examples shows as such; the dashed diagonal is perfect calibration.
+    The legend, under the axes where it covers no bar, gives each ECE and MCE in percent.
+    """
+    fig = new_figure(figsize=(5, 5.8), layout="constrained")
+    ax = fig.add_subplot()
+    width = 1.0 / n_bins
+    left = np.arange(n_bins) * width
+    for shift, probs, name, color in ((0.0, probs_before, "before TS", "tab:red"),
+                                      (0.5, probs_after, "after TS", "tab:blue")):
+        counts, acc, _ = reliability_bins(probs, labels, n_bins)
+        ece = expected_calibration_error(probs, labels, n_bins)
+        mce = maximum_calibration_error(probs, labels, n_bins)
+        keep = counts > 0
+        bars = ax.bar(left[keep] + shift * width, acc[keep], width=width / 2, align="edge", color=color, alpha=0.8,
+                      edgecolor="black", linewidth=0.5, label=f"{name} (ECE {100 * ece:.2f}%, MCE {100 * mce:.2f}%)")
+        ax.bar_label(bars, labels=[str(int(n)) for n in counts[keep]], padding=1, fontsize=6, color=color,
+                     rotation=90 if counts.max() >= 100 else 0)
+    ax.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+    ax.set(xlim=(0, 1), ylim=(0, 1.08), xlabel="confidence (numbers: examples per bar)", ylabel="accuracy",
+           title=title)
+    ax.set_yticks(np.linspace(0, 1, 6))
+    fig.legend(loc="outside lower center", ncols=1, fontsize="small", frameon=False)
+    return fig

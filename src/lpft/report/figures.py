@@ -1,4 +1,4 @@
-"""Figure plumbing shared by the analysis plots: an Agg-only figure and an atomic PNG write."""
+"""Figure plumbing shared by every lpft figure: an Agg-only figure and an atomic PNG write."""
 
 from __future__ import annotations
 
