@@ -41,14 +41,15 @@ def measure(method: str, ks: list[int], seeds: int, big_seeds: int, n: int, seed
     from lpft.ntk.gradients import LogitGradients, sample_rows
     from lpft.ntk.sampling import sample_indices
     from lpft.ntk.sketch import Sketch
-    from lpft.runs import prepare, resolve_cache, start_of_fine_tuning
+    from lpft.runs import prepare, start_of_fine_tuning
+    from lpft.workspace import Workspace
 
     cfg = RunConfig(task="cb", method=method, seed=seed).resolved()
     prep = prepare(cfg, str(DATA))
     tr = sample_indices(len(prep.splits["train"]), n, cfg.seed, "random", stream=0)
     te = sample_indices(len(prep.splits["test"]), n, cfg.seed, "random", stream=1)
     train, test = prep.splits["train"].subset(tr), prep.splits["test"].subset(te)
-    clf, _ = start_of_fine_tuning(cfg, prep, resolve_cache("default"), None)
+    clf, _ = start_of_fine_tuning(cfg, prep, Workspace().cache, None)
     C = prep.task.num_labels
     rows = sample_rows(train) + sample_rows(test)
     started = time.perf_counter()

@@ -44,13 +44,13 @@ from .data.base import fingerprint
 from .data.batching import Encoded, encode
 from .data.subsets import check_splits, label_counts
 from .errors import RunFolderError as RunFolderError  # re-exported (defined in lpft.errors)
-from .io import check_writable_folder, environment_info, save_array, save_tensors, write_json
+from .io import environment_info, save_array, save_tensors, write_json
 from .keys import run_folder as run_folder  # re-exported (defined in lpft.keys)
 from .locks import exclusive, lock_path
 from .methods.config import RunConfig
 from .methods.finetune import finetune, load_trainable_state, trainable_state
 from .methods.lora import apply_lora, merge_lora
-from .methods.lp import default_cache_dir, linear_probe, pretrained_features, pretrained_features_key, set_head
+from .methods.lp import linear_probe, pretrained_features, pretrained_features_key, set_head
 from .model import Classifier, extract, init_head, initializer_range, load_tokenizer, max_input_tokens, resolve_device
 from .run_files import (
     check_config,
@@ -64,6 +64,7 @@ from .run_files import (
     check_steps,
 )
 from .timing import PhaseTimer, phase
+from .workspace import Workspace
 
 HEAD_STAGES = ("init", "lp", "start", "ft")
 # Test hook (tests/study): the first process to finish an epoch while this names a marker path creates the marker
@@ -177,11 +178,6 @@ def start_of_fine_tuning(cfg: RunConfig, prep: Prepared, cache: Path | None,
     return clf, heads
 
 
-def resolve_cache(cache_dir: str | Path | None) -> Path | None:
-    """``"default"`` → $LPFT_CACHE_DIR or ~/.cache/lpft; None → no cache."""
-    return default_cache_dir() if cache_dir == "default" else (Path(cache_dir) if cache_dir else None)
-
-
 def _check_same_data(folder: Path, cfg: RunConfig, saved: dict, current: dict | None = None,
                      data_dir: str | None = None, finished: bool = True) -> None:
     """A run is reused or resumed only if the data it was trained and tested on is unchanged.
@@ -228,16 +224,11 @@ def train(cfg: RunConfig, out: str | Path = "runs", data_dir: str | None = None,
     the first, then reuses its finished run; if the first was killed, the second resumes from its state.
     """
     cfg = cfg.resolved()
-    device = resolve_device(device)
-    check_writable_folder(out, "--out")
-    if cache_dir is not None and cache_dir != "default":
-        check_writable_folder(cache_dir, "--cache-dir")
+    ws = Workspace(Path(out), data_dir, None if cache_dir is None else str(cache_dir), device).checked()
+    device, cache = ws.device, ws.cache
     folder = run_folder(cfg, out)
     if (folder / "metrics.json").exists():
         return _reuse(folder, cfg, data_dir)
-    cache = resolve_cache(cache_dir)
-    if cache_dir == "default":
-        check_writable_folder(cache, "the cache folder ($LPFT_CACHE_DIR or ~/.cache/lpft)")
     timer = PhaseTimer()
     with timer.active():
         with phase("tokenise"):

@@ -77,16 +77,6 @@ def executor_from_args(args: argparse.Namespace):
                          threads_per_run=args.threads_per_run)
 
 
-def workspace_from_args(args: argparse.Namespace):
-    from pathlib import Path
-
-    from ..study import Workspace
-    from .train import cache_arg
-
-    return Workspace(out=Path(args.out), data_dir=args.data_dir, cache_dir=cache_arg(args.cache_dir),
-                     device=args.device)
-
-
 def open_run(path: str):
     """The finished run at ``path``, or a ConfigError naming the folder."""
     from pathlib import Path

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..workspace import Workspace, add_workspace_arguments
 from ._options import parse_list
-from .train import cache_arg, format_table
+from .train import format_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,10 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated tasks to test (default: every task found); a task without data is "
                              "listed with the commands that produce it")
     parser.add_argument("--report", default=None, help="report folder, replaced whole; unset: <out>/claims")
-    parser.add_argument("--data-dir", default=None,
-                        help="benchmark files for claim 3's LP norm path (it re-reads the train split)")
-    parser.add_argument("--cache-dir", default="default",
-                        help="feature cache (default: $LPFT_CACHE_DIR or ~/.cache/lpft); 'none' disables")
+    add_workspace_arguments(parser, ("data_dir", "cache_dir"), help={
+        "data_dir": "benchmark files for claim 3's LP norm path (it re-reads the train split)",
+        "cache_dir": "feature cache (default: $LPFT_CACHE_DIR or ~/.cache/lpft); 'none' disables"})
     parser.add_argument("--lp-path", action=argparse.BooleanOptionalAction, default=True,
                         help="claim 3: refit the probe at every C of its grid and run an unregularised GD LP "
                              "(needs the pre-trained train features: the cache, or the model and the data)")
@@ -36,7 +36,6 @@ def run(args: argparse.Namespace) -> int:
     from ..claims import compute, summary_rows, write_report
     from ..config import ConfigError
     from ..data import canonical_name
-    from ..methods.lp import default_cache_dir
     from ..outputs import check_output_folder
 
     roots = [Path(p) for p in args.out]
@@ -50,9 +49,8 @@ def run(args: argparse.Namespace) -> int:
     tasks = [t.lower() if t.lower() == "files" else canonical_name(t)
              for t in parse_list(args.tasks, "--tasks", what="a task")] if args.tasks else None
     report = check_output_folder(Path(args.report or roots[0] / "claims"), "report", "--report", reads=roots)
-    cache = cache_arg(args.cache_dir)
-    cache = default_cache_dir() if cache == "default" else (Path(cache) if cache else None)
-    result = compute(roots, tasks, args.data_dir, cache, lp_path=args.lp_path, gd_steps=args.gd_steps)
+    ws = Workspace.from_args(args, out=roots[0]).checked(out=False)  # (--out is read here, not written)
+    result = compute(roots, tasks, ws.data_dir, ws.cache, lp_path=args.lp_path, gd_steps=args.gd_steps)
     if not result["tasks"]:
         raise ConfigError(f"--out {' '.join(args.out)}: no finished run, norm sweep or eNTK folder found")
     report = write_report(report, result, ", ".join(args.out))

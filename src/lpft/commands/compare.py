@@ -8,15 +8,15 @@ import dataclasses
 from pathlib import Path
 
 from ..methods.config import METHODS
+from ..workspace import Workspace, add_workspace_arguments
 from ._options import (
     add_executor_arguments,
     add_study_arguments,
     base_config,
     executor_from_args,
     parse_list,
-    workspace_from_args,
 )
-from .train import add_run_location_arguments, format_table
+from .train import format_table
 
 DESCRIPTION = ("Trains the runs that are missing under <out>/<task>/ (finished runs are reused) and writes "
                "report.md, CSV files and figures to --report (unset: <out>/<task>/report; with --tasks: "
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gd-max-steps", type=int, default=100_000,
                         help="cap on full-batch gradient-descent steps of the LP curve")
     add_study_arguments(parser, multi_task=True)
-    add_run_location_arguments(parser)
+    add_workspace_arguments(parser)
     add_executor_arguments(parser)
 
 
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
                      seeds=tuple(parse_list(args.seeds, "--seeds", int, "an integer seed")), split=args.split,
                      tsne_samples=args.tsne_samples, gd_max_steps=args.gd_max_steps, report=report,
                      source="lpft compare --tasks " + ",".join(tasks) if multi else "lpft compare")
-    ws = workspace_from_args(args)
+    ws = Workspace.from_args(args)
     from ..study import plan
 
     planned = plan(spec, ws.data_dir)  # every option, task and OOD set checked before an executor (or Ray) starts

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..workspace import Workspace, add_workspace_arguments
 from ._options import add_input_column_arguments, input_columns, open_run, parse_list
-from .train import cache_arg, format_table
+from .train import format_table
 
 DESCRIPTION = ("Writes evaluation.csv and report.md to --report (unset: <run>/evaluation). Each set's role: ID for "
                "the run's own test split and for sets of its distribution (cola-id next to a CoLA run, "
@@ -27,32 +28,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "seed); unset: all")
     parser.add_argument("--report", default=None,
                         help="folder for evaluation.csv and report.md; unset: <run>/evaluation")
-    parser.add_argument("--data-dir", default=None,
-                        help="benchmark data folder; unset: $LPFT_DATA_DIR, else the Hugging Face hub")
-    parser.add_argument("--cache-dir", default="default",
-                        help="feature cache: 'default' is $LPFT_CACHE_DIR or ~/.cache/lpft; 'none' disables")
-    parser.add_argument("--device", default=None,
-                        help="torch device for feature extraction: cpu, cuda, cuda:N or mps (default: cuda if "
-                             "available, else cpu)")
+    add_workspace_arguments(parser, ("data_dir", "cache_dir", "device"), help={
+        "cache_dir": "feature cache: 'default' is $LPFT_CACHE_DIR or ~/.cache/lpft; 'none' disables",
+        "device": "torch device for feature extraction: cpu, cuda, cuda:N or mps (default: cuda if available, "
+                  "else cpu)"})
 
 
 def run(args: argparse.Namespace) -> int:
     from ..config import ConfigError
-    from ..io import check_writable_folder
-    from ..methods.lp import default_cache_dir
     from ..outputs import check_output_folder
 
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be > 0, got {args.limit}")
     record = open_run(args.run)
     check_output_folder(args.report or Path(args.run) / "evaluation", "report", "--report", reads=[args.run])
-    if cache_arg(args.cache_dir) not in (None, "default"):
-        check_writable_folder(args.cache_dir, "--cache-dir")
-    cache = cache_arg(args.cache_dir)
-    cache = default_cache_dir() if cache == "default" else cache
+    ws = Workspace.from_args(args, out=Path(args.run)).checked(out=False)  # (the run is read, the report checked)
     evaluate_and_report(record, parse_list(args.ood, "--ood", what="a task name or file"),
-                        args.report or Path(args.run) / "evaluation", args.data_dir, cache, input_columns(args),
-                        args.label_column, args.limit, args.device)
+                        args.report or Path(args.run) / "evaluation", ws.data_dir, ws.cache, input_columns(args),
+                        args.label_column, args.limit, ws.device)
     return 0
 
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..workspace import Workspace, add_workspace_arguments
 from ._options import (
     add_executor_arguments,
     add_study_arguments,
     base_config,
     executor_from_args,
     parse_list,
-    workspace_from_args,
 )
-from .train import add_run_location_arguments, format_table
+from .train import format_table
 
 DESCRIPTION = ("Trains one run per method, norm and seed under <out>/<task>/ (finished runs are reused) and "
                "writes report.md, sweep.csv and the figure to --report (unset: <out>/<task>/norm-sweep).")
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", default="test", help="split on which the feature change is measured")
     parser.add_argument("--report", default=None, help="report folder; unset: <out>/<task>/norm-sweep")
     add_study_arguments(parser)
-    add_run_location_arguments(parser)
+    add_workspace_arguments(parser)
     add_executor_arguments(parser)
 
 
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     task = base.task.lower()
     spec = StudySpec(tasks=(TaskSpec(task, base),), seeds=seeds, compare=False, sweep=sweep,
                      report=Path(args.report or Path(args.out) / task / "norm-sweep"), source="lpft norm-sweep")
-    ws = workspace_from_args(args)
+    ws = Workspace.from_args(args)
     planned = plan(spec, ws.data_dir)  # checked before an executor (or Ray) starts
     result = run_study(planned, ws, executor_from_args(args), layout="sweep")
 

@@ -12,8 +12,9 @@ from ..config import add_config_arguments, config_from_args
 from ..keys import ntk_folder as ntk_folder  # where the study puts an eNTK; re-exported for callers
 from ..methods.config import RunConfig
 from ..options import KERNEL_SCALINGS, SAMPLINGS
-from ._options import add_executor_arguments, executor_from_args, workspace_from_args
-from .train import add_run_location_arguments, format_table
+from ..workspace import Workspace, add_workspace_arguments
+from ._options import add_executor_arguments, executor_from_args
+from .train import format_table
 
 DESCRIPTION = ("Writes <out>/<task>/ntk/<method>-seed<seed>-n<N>x<M>-<key>/ (default out: runs): the kernels "
                "(meta.json, *.npy; an interrupted computation resumes, a finished one is reused), stats.json, "
@@ -26,7 +27,7 @@ IGNORED_RUN_OPTIONS = ("epochs", "log_every")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, RunConfig, skip=IGNORED_RUN_OPTIONS)
-    add_run_location_arguments(parser)
+    add_workspace_arguments(parser)
     parser.add_argument("--n-train", type=int, default=250,
                         help="N train examples, all if the split is smaller (paper: at most 250)")
     parser.add_argument("--n-test", type=int, default=250,
@@ -58,7 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io import check_writable_folder, read_json
+    from ..io import read_json
     from ..study import NtkSpec, StudySpec, TaskSpec, plan, run_study
 
     cfg = config_from_args(RunConfig, args)
@@ -68,11 +69,9 @@ def run(args: argparse.Namespace) -> int:
                        predict=args.predict, predict_optimizer=args.predict_optimizer,
                        predict_dropout=args.predict_dropout, sketch=args.sketch, sketch_seed=args.sketch_seed)
     spec = StudySpec(tasks=(TaskSpec(cfg.task.lower(), cfg),), compare=False, ntk=(settings,), source="lpft ntk")
-    ws = workspace_from_args(args)
+    ws = Workspace.from_args(args)
     planned = plan(spec, ws.data_dir)  # checked before an executor (or Ray) starts
-    check_writable_folder(ws.out, "--out")
-    if ws.cache_dir not in (None, "default"):
-        check_writable_folder(ws.cache_dir, "--cache-dir")
+    ws = ws.checked()
     (folder,) = next(iter(run_study(planned, ws, executor_from_args(args), layout="none").ntk.values()))
     stats = read_json(folder / "stats.json")
     rows = [["kernel", "rank", "FN", "entry tr/te", "argmax tr/te"]]

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..config import ConfigError
+from ..workspace import add_workspace_arguments
 from ._options import add_input_column_arguments, input_columns, open_run
 from .train import format_table
 
@@ -31,10 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(the T `lpft calibrate` reports)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="examples per forward pass (unset: the run's --eval-batch-size)")
-    parser.add_argument("--device", default=None, help="torch device (unset: cuda if available, else cpu)")
+    add_workspace_arguments(parser, ("device",))
     add_input_column_arguments(parser)
-    parser.add_argument("--data-dir", default=None,
-                        help="with --split: the benchmark data folder (unset: $LPFT_DATA_DIR, else the hub)")
+    add_workspace_arguments(parser, ("data_dir",), help={
+        "data_dir": "with --split: the benchmark data folder (unset: $LPFT_DATA_DIR, else the hub)"})
 
 
 def _output_path(args: argparse.Namespace) -> Path:

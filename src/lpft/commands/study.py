@@ -6,22 +6,20 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
 from ..config import ConfigError
+from ..workspace import add_workspace_arguments
 from ._options import add_executor_arguments, executor_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", metavar="STUDY.toml", help="the study file (format: docs/study.md)")
-    parser.add_argument("--out", default=None, help="folder for run records (overrides the file's 'out'; "
-                                                    "default runs)")
-    parser.add_argument("--data-dir", default=None, help="benchmark files folder (overrides the file's 'data_dir')")
-    parser.add_argument("--cache-dir", default=None,
-                        help="feature / probe cache (overrides the file's 'cache_dir'; 'none' disables)")
+    add_workspace_arguments(parser, defaults={"out": None, "cache_dir": None}, help={
+        "out": "folder for run records (overrides the file's 'out'; default runs)",
+        "data_dir": "benchmark files folder (overrides the file's 'data_dir')",
+        "cache_dir": "feature / probe cache (overrides the file's 'cache_dir'; 'none' disables)"})
     parser.add_argument("--report", default=None,
                         help="report folder (overrides the file's 'report'; default <out>/study/<file name>)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--dry-run", action="store_true",
                         help="validate the file, list the runs and eNTKs it needs (finished ones marked) and "
                              "estimate its time per executor, then stop (the first estimate on a machine times the "
@@ -45,10 +43,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--remeasure times the model for --dry-run's estimate: add --dry-run")
     spec, ws = load_study(args.file, out=args.out, data_dir=args.data_dir, cache_dir=args.cache_dir,
                           device=args.device, report=args.report)
-    if ws.data_dir is not None and not Path(ws.data_dir).is_dir():
-        where = "--data-dir" if args.data_dir else f"{args.file}: data_dir"
-        raise ConfigError(f"{where} {ws.data_dir!r} is not a folder: expected the benchmark data folder")
-    check_outputs(spec, ws, report_option="--report" if args.report else None)
+    ws = check_outputs(spec, ws, report_option="--report" if args.report else None,  # an option or the file's key
+                       name=lambda field: ("--" + field.replace("_", "-") if getattr(args, field) is not None
+                                           else f"{args.file}: {field}"))
     executor = executor_from_args(args)  # a bad executor option (an unreachable --ray-address) fails now
     try:
         planned = plan(spec, ws.data_dir)
@@ -75,7 +72,6 @@ def print_estimate(args, jobs, deps, done, ws) -> None:
     """Time per executor: local (this process's threads), Ray (slots of --cpus-per-run on this machine) and GPUs."""
     from ..study.cost import GPU_FLOPS, cpu_rates, duration, estimate, gpu_rates
     from ..study.executors import run_threads
-    from ..study.jobs import cache_path
 
     todo = [j for j, d in zip(jobs, done) if not d]
     if not todo:
@@ -85,7 +81,7 @@ def print_estimate(args, jobs, deps, done, ws) -> None:
     if len(models) > 1:
         print(f"estimate: priced with {sorted(models)[0]}'s rates for every model of the study")
     model = sorted(models)[0]
-    cache, device = cache_path(ws), "cpu"
+    cache, device = ws.cache, "cpu"
     profiles: dict = {}
     threads = run_threads(args.threads_per_run, args.cpus_per_run)  # both executors' torch threads per run
     cpus = max(1, int(args.cpus_per_run)) if args.cpus_per_run is not None else threads

@@ -8,6 +8,7 @@ import time
 
 from ..config import add_config_arguments, config_from_args
 from ..methods.config import RunConfig
+from ..workspace import Workspace, add_workspace_arguments
 
 DESCRIPTION = ("Writes the run folder <out>/<task>/<method>/<model>-seed<seed>-<key>/ (default out: runs) and "
                "prints its path; a finished run with the same options is reused, an interrupted one resumes. "
@@ -15,30 +16,14 @@ DESCRIPTION = ("Writes the run folder <out>/<task>/<method>/<model>-seed<seed>-<
                "like lpft evaluate.")
 
 
-def add_run_location_arguments(parser: argparse.ArgumentParser) -> None:
-    """Where data comes from and results go (these do not change the numbers)."""
-    parser.add_argument("--out", default="runs", help="folder for run records")
-    parser.add_argument("--data-dir", default=None,
-                        help="folder with the benchmark files in their release formats (else $LPFT_DATA_DIR, "
-                             "else the Hugging Face hub)")
-    parser.add_argument("--cache-dir", default="default",
-                        help="feature / probe cache (default: $LPFT_CACHE_DIR or ~/.cache/lpft); 'none' disables")
-    parser.add_argument("--device", default=None,
-                        help="torch device: cpu, cuda, cuda:N or mps (default: cuda if available, else cpu)")
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from .evaluate import OOD_HELP
 
     add_config_arguments(parser, RunConfig)
-    add_run_location_arguments(parser)
+    add_workspace_arguments(parser)
     parser.add_argument("--ood", nargs="+", default=None, metavar="SET",
                         help=OOD_HELP + "; evaluated once the run is finished, report in <run>/evaluation (as "
                                         "lpft evaluate RUN --ood SET ...)")
-
-
-def cache_arg(value: str | None):
-    return None if value in (None, "none") else value
 
 
 def format_table(rows: list[list[str]]) -> str:
@@ -75,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"LP is seed-free (a deterministic probe on frozen features): --seed {given_seed} trains the one LP run, "
               "folder seed0, that serves every seed", file=sys.stderr)
     started = time.time()
-    folder = train(cfg, out=args.out, data_dir=args.data_dir, cache_dir=cache_arg(args.cache_dir),
-                   device=args.device)
+    ws = Workspace.from_args(args)
+    folder = train(cfg, out=ws.out, data_dir=ws.data_dir, cache_dir=ws.cache_dir, device=ws.device)
     record = RunRecord(folder)
     c = record.config
     names = list(record.metrics["test"])
@@ -89,10 +74,8 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(rows))
     print(f"run folder: {folder}")
     if ood:
-        from ..runs import resolve_cache
         from .evaluate import evaluate_and_report
 
         print()
-        evaluate_and_report(record, ood, folder / "evaluation", args.data_dir, resolve_cache(cache_arg(args.cache_dir)),
-                            device=args.device)
+        evaluate_and_report(record, ood, folder / "evaluation", ws.data_dir, ws.cache, device=ws.device)
     return 0

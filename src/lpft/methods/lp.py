@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import os
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,10 +29,7 @@ from ..data.batching import Encoded
 from ..io import load_array, load_tensors, save_array, save_tensors
 from ..locks import compute_once
 from ..model import Classifier, extract, model_fingerprint
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("LPFT_CACHE_DIR", Path.home() / ".cache" / "lpft"))
+from ..workspace import default_cache_dir as default_cache_dir  # re-exported (defined in lpft.workspace)
 
 
 def encoded_fingerprint(enc: Encoded) -> str:

@@ -28,12 +28,6 @@ def task_label(cfg: RunConfig) -> str:
     return Path(cfg.train_file).stem if cfg.task == "files" and cfg.train_file else cfg.task
 
 
-def cache_path(ws: Workspace):
-    from ..runs import resolve_cache
-
-    return resolve_cache(ws.cache_dir)
-
-
 class KernelProgress:
     """A progress bar over the kernel's parameter groups (stderr), opened at the first finished group."""
 
@@ -86,7 +80,7 @@ class TrainJob:
     def execute(self, ws: Workspace) -> Path:
         from ..runs import train
 
-        return train(self.config, out=ws.out, data_dir=ws.data_dir, cache_dir=cache_path(ws), device=ws.device)
+        return train(self.config, out=ws.out, data_dir=ws.data_dir, cache_dir=ws.cache_dir, device=ws.device)
 
     def summary(self, folder: Path) -> str:
         from ..io import read_json
@@ -212,7 +206,7 @@ def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, log=print) -> Path:
                          f"class(es) {', '.join(labels[i] for i in missing)}"
                          + ("; kernel regression sees fewer classes than the task has" if split == "train" else ""))
             print(f"warning: {notes[-1]}", file=sys.stderr)
-    clf, _ = start_of_fine_tuning(cfg, prep, cache_path(ws), ws.device)
+    clf, _ = start_of_fine_tuning(cfg, prep, ws.cache, ws.device)
     part = ()
     if s.query_value and cfg.method in QUERY_VALUE_METHODS:
         from ..methods.lora import lora_target_modules

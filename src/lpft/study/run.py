@@ -6,9 +6,10 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..io import shown_path
-from ..runs import RunRecord, resolve_cache
+from ..runs import RunRecord
 from .executors import Executor, LocalExecutor
 from .jobs import TrainJob
 from .planning import Plan, plan
@@ -34,21 +35,23 @@ def execute(p: Plan, ws: Workspace, executor: Executor) -> tuple[dict[str, Path]
     return folders, reused
 
 
-def check_outputs(spec: StudySpec, ws: Workspace, layout: str = "study", report_option: str | None = None) -> None:
-    """Before anything trains: --out and the cache can be written, and the report folder is new, empty or an lpft
-    report, and neither is nor holds what the study reads or writes (its file, --out, the cache, the data)."""
-    from ..io import check_writable_folder
+def check_outputs(spec: StudySpec, ws: Workspace, layout: str = "study", report_option: str | None = None,
+                  name: Callable[[str], str] | None = None) -> Workspace:
+    """Before anything trains: the workspace checked (:meth:`Workspace.checked`: --out and the cache can be written,
+    the data folder is one, the device known), and the report folder is new, empty or an lpft report, and neither
+    is nor holds what the study reads or writes (its file, --out, the cache, the data). Returns the checked
+    workspace. ``name``: how errors name a workspace field (default: the study file's key, or the option)."""
     from ..outputs import check_output_folder
 
     from_file = spec.source.lower().endswith(".toml")
-    check_writable_folder(ws.out, f"{spec.source}: out" if from_file else "--out")
-    if ws.cache_dir not in (None, "default"):
-        check_writable_folder(ws.cache_dir, f"{spec.source}: cache_dir" if from_file else "--cache-dir")
+    ws = ws.checked(name or (lambda field: f"{spec.source}: {field}" if from_file
+                             else "--" + field.replace("_", "-")))
     if layout != "none":
         reads = [ws.out] + ([spec.source] if from_file else []) + [p for p in (ws.data_dir,) if p] + \
             ([ws.cache_dir] if ws.cache_dir not in (None, "default") else [])
         option = report_option or (f"{spec.source}: report" if from_file else "--report")
         check_output_folder(spec.report, "report", option, reads)
+    return ws
 
 
 def run_study(study: StudySpec | Plan, ws: Workspace, executor: Executor | None = None, layout: str = "study"
@@ -69,13 +72,13 @@ def run_study(study: StudySpec | Plan, ws: Workspace, executor: Executor | None 
     spec = p.spec
     if spec.report is None and layout != "none":
         spec = dataclasses.replace(spec, report=Path(ws.out) / "study" / "report")
-    check_outputs(spec, ws, layout)
+    ws = check_outputs(spec, ws, layout)
     started = time.perf_counter()
     folders, reused = execute(p, ws, executor or LocalExecutor())
     result = StudyResult(p, folders=folders, reused=reused)
     result.seconds["training"] = time.perf_counter() - started
 
-    cache = resolve_cache(ws.cache_dir)
+    cache = ws.cache
     slots = {task: [RunSlot(s.method, s.seed, RunRecord(folders[TrainJob(s.config).key]),
                             reused[TrainJob(s.config).key]) for s in grid]
              for task, grid in p.compare.items()}

@@ -38,6 +38,8 @@ from pathlib import Path
 
 from ..config import ConfigError
 from ..methods.config import METHODS, RunConfig
+from ..workspace import Workspace as Workspace  # re-exported (defined in lpft.workspace)
+from ..workspace import cache_option
 
 STUDY_FILE_VERSION = 1
 PAPER_NORMS = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 50.0, 100.0)
@@ -87,25 +89,6 @@ class NtkSpec:
     sketch: int | None = None  # K: F estimated from K-dim sign projections (lpft.ntk.sketch); None: exact
     sketch_seed: int | None = None  # the estimator's seed; None: the run's seed
     query_value: bool = False  # FT / LP-FT: also F over the weights LoRA adapts, F_qv_train.npy (claim 7, Prop. 4.4)
-
-
-@dataclass
-class Workspace:
-    """Where data comes from and results go; every worker of an executor must see these paths (a shared mount on a
-    cluster). None of it changes the numbers."""
-
-    out: Path = Path("runs")
-    data_dir: str | None = None
-    cache_dir: str | None = "default"  # "default": $LPFT_CACHE_DIR or ~/.cache/lpft; None: no cache
-    device: str | None = None
-
-    def absolute(self) -> "Workspace":
-        """The same workspace with absolute paths: a worker process (Ray) need not share the caller's directory."""
-        def resolve(value):
-            return str(Path(value).resolve()) if value is not None else None
-
-        cache = self.cache_dir if self.cache_dir in (None, "default") else resolve(self.cache_dir)
-        return Workspace(Path(self.out).resolve(), resolve(self.data_dir), cache, self.device)
 
 
 @dataclass
@@ -291,13 +274,13 @@ def load_study(path: str | Path, **location) -> tuple[StudySpec, Workspace]:
                       sketch_seed=r.get("sketch_seed", int),
                       query_value=r.get("query_value", bool, False)))
     # out: the file's value (relative to the file), else ./runs like every other command
+    # cache_dir: the option's value, else the file's ("none": no cache; a path relative to the file)
+    cache = location["cache_dir"] if location.get("cache_dir") is not None else top.get("cache_dir", str, "default")
+    cache = cache_option(cache)
     ws = Workspace(out=Path(location.get("out") or (rel(top.get("out", str)) if "out" in raw else "runs")),
                    data_dir=location.get("data_dir") or rel(top.get("data_dir", str)),
-                   cache_dir=location["cache_dir"] if location.get("cache_dir") is not None
-                   else (lambda c: c if c in ("default", None) else rel(c))(top.get("cache_dir", str, "default")),
+                   cache_dir=cache if cache == "default" or location.get("cache_dir") is not None else rel(cache),
                    device=location.get("device"))
-    if ws.cache_dir == "none":
-        ws.cache_dir = None
     report = location.get("report") or rel(top.get("report", str))
     spec = StudySpec(tasks=tuple(tasks), methods=top.list("methods", str, METHODS),
                      seeds=top.list("seeds", int, (0,)), compare=top.get("compare", bool, True), sweep=sweep,
