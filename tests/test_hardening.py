@@ -208,6 +208,13 @@ def test_disk_full_is_one_line_and_the_run_resumes(polarity_csv, tiny_bert_dir, 
                         lambda *a, **k: pytest.fail("the finished epoch was trained again"))
     code, lines, _ = cli(capsys, *args)
     assert code == 0 and (folder / "metrics.json").is_file() and not (folder / "state").exists()
+    # the last epoch's test features, cut off by the full disk, are written on resume, as an uninterrupted run has them
+    monkeypatch.undo()
+    args[args.index("--out") + 1] = tmp_path / "uninterrupted"
+    assert cli(capsys, *args)[0] == 0
+    other = next((tmp_path / "uninterrupted").glob("files/ft/*"))
+    np.testing.assert_array_equal(np.load(folder / "features" / "last-epoch-test.npy"),
+                                  np.load(other / "features" / "last-epoch-test.npy"))
 
 
 def test_disk_full_is_recognised_when_the_writer_hides_the_errno(tmp_path, monkeypatch):

@@ -330,8 +330,8 @@ LAST_EPOCH_FEATURES = Path("features") / "last-epoch-test.npy"
 
 def _last_epoch_features(cfg: RunConfig, test, folder: Path):
     """The epoch-end hook: after the last epoch, save the test features of the last-epoch weights (the run keeps the
-    best epoch's). A run interrupted between its last epoch's checkpoint and this file resumes past the loop and
-    has no file; ``lpft claims`` then shows no last-epoch statistic for it."""
+    best epoch's). A run interrupted between its last epoch's checkpoint and this file resumes past the loop, where
+    ``finetune`` calls the hook again on the checkpoint's (last-epoch) weights, so the file is written then."""
     def hook(epoch: int, clf) -> None:
         if epoch == cfg.epochs:
             with phase("eval"):

@@ -112,6 +112,10 @@ def finetune(clf: Classifier, train: Encoded, validation: Encoded | None, *, epo
     result = run.result
     step = run.epoch * steps_per_epoch + run.batch
     last_checkpoint = time.monotonic()
+    if run.epoch == epochs > 0 and on_epoch_end is not None:
+        # resumed from the checkpoint taken after the last epoch: its end-of-epoch hook may have been cut off (a
+        # kill or a full disk between that checkpoint and the hook), so it runs again, on the same weights
+        on_epoch_end(epochs, clf)
 
     with _StopOnSignal() as stop:
         for epoch in range(run.epoch, epochs):
