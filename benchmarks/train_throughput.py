@@ -28,9 +28,10 @@ measure the model, not the training loop.
 Timing: tokenisation and model loading are outside every timing. ``loop`` is the training epoch (ours: the epoch's
 ``seconds`` from ``finetune``'s history, which includes the tiny validation pass; Trainer: ``on_train_begin`` to
 ``on_train_end``). ``call`` is the whole call a user waits for (ours: ``finetune(...)``, which also creates the
-optimiser and writes its resume checkpoint — weights + optimiser state — after the epoch; Trainer: constructing the
-``Trainer`` plus ``train()``). Each round runs every variant once on a fresh model, in an order rotated each round
-to spread the drift of a noisy machine. Reported: every round's speed-up of ours over each baseline (its variants
+optimiser and copies the best weights in memory — a resume checkpoint is written only every ``checkpoint_every``
+seconds, 300 by default, so none in this short epoch; Trainer: constructing the ``Trainer`` plus ``train()``).
+Each round runs every variant once on a fresh model, in an order rotated each round to spread the drift of a noisy
+machine. Reported: every round's speed-up of ours over each baseline (its variants
 ran back to back) with the min / median / max over rounds, then the table of medians; a spread over 25% is flagged. An
 untimed warm-up step precedes the
 rounds. Padding share = pad tokens / all tokens of the batches fed to the model (counted by a forward pre-hook on the
