@@ -84,11 +84,13 @@ class Workspace:
     @classmethod
     def from_args(cls, args: argparse.Namespace, **overrides) -> Workspace:
         """The workspace the options of :func:`add_workspace_arguments` give (``overrides`` replace some)."""
-        read = {"out": lambda: Path(getattr(args, "out", None) or "runs"),
-                "data_dir": lambda: getattr(args, "data_dir", None),
-                "cache_dir": lambda: cache_option(getattr(args, "cache_dir", "default")),
-                "device": lambda: getattr(args, "device", None)}
-        return cls(**{field: overrides[field] if field in overrides else value() for field, value in read.items()})
+        def given(field: str, read: Callable):
+            return overrides[field] if field in overrides else read()
+
+        return cls(out=given("out", lambda: Path(getattr(args, "out", None) or "runs")),
+                   data_dir=given("data_dir", lambda: getattr(args, "data_dir", None)),
+                   cache_dir=given("cache_dir", lambda: cache_option(getattr(args, "cache_dir", "default"))),
+                   device=given("device", lambda: getattr(args, "device", None)))
 
 
 def resolve_device(device: str | None) -> str:

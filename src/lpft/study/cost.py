@@ -33,6 +33,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..methods.config import RunConfig
 
@@ -102,7 +103,7 @@ class _RunnableSampler:
     thread on the machine, ours included)."""
 
     def __init__(self, threads: int):
-        self.threads, self.samples = threads, []
+        self.threads, self.samples = threads, list[int]()
 
     def sample(self) -> None:
         try:
@@ -194,7 +195,8 @@ def measure(model: str, device: str = "cpu", threads: int = 1, length: int = 64)
         t0 = time.perf_counter()
         clf = Classifier.from_pretrained(model, 3).to(device)
         start = time.perf_counter() - t0
-        vocab = clf.backbone.config.vocab_size
+        config: Any = clf.backbone.config  # transformers' config (torch's Module.__getattr__ types it a Module)
+        vocab = config.vocab_size
         gen = torch.Generator().manual_seed(0)
 
         def batch(n: int, length: int):
@@ -241,7 +243,7 @@ def measure(model: str, device: str = "cpu", threads: int = 1, length: int = 64)
         lora = step_rates(apply_lora(lora_net).train())
         rng = np.random.default_rng(0)  # a probe on 3 noisy clusters: LogisticRegressionCV's cost per sample
         labels = rng.integers(0, 3, 300)
-        feats = rng.normal(size=(300, clf.backbone.config.hidden_size)) + labels[:, None] * 0.3
+        feats = rng.normal(size=(300, config.hidden_size)) + labels[:, None] * 0.3
         t = time.perf_counter()
         fit_linear_probe(feats.astype(np.float32), labels, 3, 10, 5, 5000)
         probe = (time.perf_counter() - t) / 300
@@ -275,7 +277,7 @@ def cpu_rates(model: str, cache: Path | None, device: str = "cpu", threads: int 
         if path is not None:
             fields = {k: v for k, v in dataclasses.asdict(rates).items() if k not in ("source", "contention")}
             write_json(path, {"version": RATES_VERSION, "rates": fields,
-                              "contention": dataclasses.asdict(rates.contention)})
+                              "contention": dataclasses.asdict(rates.contention) if rates.contention else None})
     return rates if measured == model else scaled(rates, model)
 
 
@@ -325,6 +327,7 @@ def profile(cfg: RunConfig, data_dir: str | None, tokenizer_model: str | None = 
 
         raise ConfigError(f"cannot price task {task!r} without its data: pass --data-dir")
     (n_train, n_val, n_test), q = TASK_PROFILES[task]
+    assert cfg.max_length is not None  # resolved
     mean = sum(min(v, cfg.max_length) for v in q) / len(q)
     sizes = {"train": n_train, "validation": n_val, "test": n_test}
     sizes = {s: min(n, cfg.split_limit(s) or n) for s, n in sizes.items()}
@@ -340,6 +343,7 @@ def _read_profile(cfg: RunConfig, data_dir: str | None, tokenizer_model: str | N
 
     task = load_task(cfg, data_dir)
     tokenizer = load_tokenizer(tokenizer_model or (cfg.model if is_local_model(cfg.model) else DEFAULT_MODEL))
+    assert cfg.max_length is not None  # resolved
     sizes, tokens = {}, {}
     for split in SPLIT_NAMES:
         examples = cfg.pick(split, task.load(split))  # the run's own subset
@@ -358,6 +362,7 @@ def run_seconds(cfg: RunConfig, p: Profile, r: Rates, computes_probe: bool) -> f
     if cfg.method == "lp":
         return seconds + r.forward * (p.tokens["validation"] + p.tokens["test"])
     a, b = r.lora if cfg.uses_lora else r.ft
+    assert cfg.batch_size is not None and cfg.epochs is not None  # resolved, and a method with an FT stage
     steps = math.ceil(p.sizes["train"] / cfg.batch_size)
     epoch = steps * a + b * p.tokens["train"] + r.forward * p.tokens["validation"]
     return seconds + cfg.epochs * epoch + r.forward * (p.tokens["validation"] + p.tokens["test"])

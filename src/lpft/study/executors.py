@@ -237,8 +237,8 @@ class RayExecutor:
         def report(i: int, error: BaseException | None = None, seconds: float = 0.0) -> None:
             nonlocal finished
             finished += 1
-            if error is None:
-                tqdm.write(_line(finished, len(jobs), jobs[i], folders[i], reused[i], seconds))
+            if error is None:  # (folders[i] was set just before: a job reports without an error once it returned it)
+                tqdm.write(_line(finished, len(jobs), jobs[i], folders[i], reused[i], seconds))  # type: ignore[arg-type]
             else:
                 failures.append((i, error))
                 tqdm.write(f"[{finished}/{len(jobs)}] {jobs[i].label}: FAILED: {_first_line(error)}")

@@ -11,6 +11,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .. import keys
 from ..keys import QUERY_VALUE_METHODS, KernelOptions
@@ -162,6 +163,10 @@ class NtkJob:
         return f"FT ratio {read_json(folder / 'stats.json')['ft_ratio']:.4f}"
 
 
+#: a unit of work of a study
+Job = TrainJob | NtkJob
+
+
 def kernel_settings(s: NtkSpec) -> dict:
     """The settings one eNTK's files depend on, as they read back from JSON (lists, not tuples)."""
     settings = {k: v for k, v in dataclasses.asdict(s).items() if k not in ("tasks", "methods", "seeds")}
@@ -207,7 +212,7 @@ def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, log=print) -> Path:
                          + ("; kernel regression sees fewer classes than the task has" if split == "train" else ""))
             print(f"warning: {notes[-1]}", file=sys.stderr)
     clf, _ = start_of_fine_tuning(cfg, prep, ws.cache, ws.device)
-    part = ()
+    part: tuple[str, ...] = ()
     if s.query_value and cfg.method in QUERY_VALUE_METHODS:
         from ..methods.lora import lora_target_modules
 
@@ -227,7 +232,8 @@ def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, log=print) -> Path:
     train_logits = extract(clf, train, cfg.eval_batch_size, logits=True)[1].astype(np.float64)
     delta = residuals(train_logits, train.labels)
     kernels = {"P": (k.P_train, k.P_test), "F": (k.F_train, k.F_test), "P+F": (k.full_train, k.full_test)}
-    stats = {"task": cfg.task, "method": cfg.method, "model": cfg.model, "seed": cfg.seed, "num_labels": C,
+    stats: dict[str, Any] = {
+             "task": cfg.task, "method": cfg.method, "model": cfg.model, "seed": cfg.seed, "num_labels": C,
              "labels": labels, "n_train": len(train_idx), "n_test": len(test_idx),
              "train_split_size": len(prep.splits["train"]), "query_value_modules": list(part),
              "sample": s.sample, "train_indices": train_idx, "test_indices": test_idx, "warnings": notes,
@@ -257,6 +263,8 @@ def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, log=print) -> Path:
                                   "entry_chance": kr.entry_chance}
     if s.predict:
         from ..ntk.predict import predict_and_compare
+
+        assert cfg.batch_size is not None and cfg.lr is not None  # resolved, and a method with an FT stage
 
         log("  predicting one fine-tuning epoch from the kernel (Eq. 1) and running it")
         stats["predict"] = predict_and_compare(k, clf, train, test, train_logits, batch_size=cfg.batch_size,

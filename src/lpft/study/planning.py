@@ -23,7 +23,7 @@ from ..keys import probe_key as probe_key  # re-exported (defined in lpft.keys)
 from ..methods.config import METHODS, RunConfig
 from ..ntk.sampling import SAMPLINGS
 from ..ntk.stats import KERNEL_SCALINGS
-from .jobs import NtkJob, TrainJob
+from .jobs import Job, NtkJob, TrainJob
 from .spec import StudySpec
 
 SWEEP_MODES = ("norm", "scale")
@@ -92,7 +92,7 @@ class Plan:
         configs += [c for runs in self.sweep.values() for c in runs]
         return list({job_key("TrainJob", c): c for c in configs}.values())
 
-    def graph(self) -> tuple[list, list[tuple[int, ...]]]:
+    def graph(self) -> tuple[list[Job], list[tuple[int, ...]]]:
         """Every job once, in the order to start them, and for each the indices of the jobs it waits for. A job
         that starts from a linear probe (LP-FT, LP-LoRA, their eNTKs) waits for the one job that computes its probe
         (an LP run where the grid has one: it computes the probe cheapest), then finds it in the cache; nothing else
@@ -104,12 +104,13 @@ class Plan:
                 probes.setdefault(probe_key(cfg), cfg)
         ntk = [j for jobs in self.ntk.values() for j in jobs]
         first = list(probes.values())
-        jobs = [TrainJob(c) for c in probes.values()] + [TrainJob(c) for c in configs if not c.uses_lp]
+        jobs: list[Job] = []
+        jobs += [TrainJob(c) for c in probes.values()] + [TrainJob(c) for c in configs if not c.uses_lp]
         jobs += [j for j in ntk if not j.config.uses_lp]
         jobs += [TrainJob(c) for c in configs if c.uses_lp and c not in first] + [j for j in ntk if j.config.uses_lp]
         index = {key: i for i, key in enumerate(probes)}
         # an eNTK job with no training run in the plan (`lpft ntk` alone) computes its probe itself: nothing to wait for
-        deps = [(index[probe_key(j.config)],) if j.config.uses_lp and i >= len(probes)
+        deps: list[tuple[int, ...]] = [(index[probe_key(j.config)],) if j.config.uses_lp and i >= len(probes)
                 and probe_key(j.config) in index else () for i, j in enumerate(jobs)]
         return jobs, deps
 

@@ -46,7 +46,7 @@ def check_outputs(spec: StudySpec, ws: Workspace, layout: str = "study", report_
     from_file = spec.source.lower().endswith(".toml")
     ws = ws.checked(name or (lambda field: f"{spec.source}: {field}" if from_file
                              else "--" + field.replace("_", "-")))
-    if layout != "none":
+    if layout != "none" and spec.report is not None:
         reads = [ws.out] + ([spec.source] if from_file else []) + [p for p in (ws.data_dir,) if p] + \
             ([ws.cache_dir] if ws.cache_dir not in (None, "default") else [])
         option = report_option or (f"{spec.source}: report" if from_file else "--report")
@@ -70,8 +70,9 @@ def run_study(study: StudySpec | Plan, ws: Workspace, executor: Executor | None 
 
     p = study if isinstance(study, Plan) else plan(study, ws.data_dir)
     spec = p.spec
-    if spec.report is None and layout != "none":
-        spec = dataclasses.replace(spec, report=Path(ws.out) / "study" / "report")
+    report = spec.report or Path(ws.out) / "study" / "report"
+    if layout != "none":
+        spec = dataclasses.replace(spec, report=report)
     ws = check_outputs(spec, ws, layout)
     started = time.perf_counter()
     folders, reused = execute(p, ws, executor or LocalExecutor())
@@ -82,16 +83,17 @@ def run_study(study: StudySpec | Plan, ws: Workspace, executor: Executor | None 
     slots = {task: [RunSlot(s.method, s.seed, RunRecord(folders[TrainJob(s.config).key]),
                             reused[TrainJob(s.config).key]) for s in grid]
              for task, grid in p.compare.items()}
-    for task, configs in p.sweep.items():
-        records = [RunRecord(folders[TrainJob(c).key]) for c in configs]
-        rows = sweep_rows(records, ws.data_dir, cache, ws.device, spec.sweep.split)
-        s = spec.sweep
-        result.sweeps[task] = {
-            "rows": rows, "summary": summarise_sweep(rows), "mode": s.mode, "split": s.split,
-            "settings": {"mode": s.mode, "methods": [m.lower() for m in s.methods], "values": list(s.values),
-                         "seeds": list(s.seeds or spec.seeds), "split": s.split,
-                         "config": {k: v for k, v in dataclasses.asdict(configs[0]).items()
-                                    if k not in ("method", "seed", "head_norm", "head_scale")}}}
+    s = spec.sweep
+    if s is not None:  # (a plan has sweep runs only when its study has a sweep)
+        for task, configs in p.sweep.items():
+            records = [RunRecord(folders[TrainJob(c).key]) for c in configs]
+            rows = sweep_rows(records, ws.data_dir, cache, ws.device, s.split)
+            result.sweeps[task] = {
+                "rows": rows, "summary": summarise_sweep(rows), "mode": s.mode, "split": s.split,
+                "settings": {"mode": s.mode, "methods": [m.lower() for m in s.methods], "values": list(s.values),
+                             "seeds": list(s.seeds or spec.seeds), "split": s.split,
+                             "config": {k: v for k, v in dataclasses.asdict(configs[0]).items()
+                                        if k not in ("method", "seed", "head_norm", "head_scale")}}}
     result.ntk = {task: [folders[j.key] for j in jobs] for task, jobs in p.ntk.items()}
 
     def settings(task: str) -> CompareSettings:
@@ -102,11 +104,11 @@ def run_study(study: StudySpec | Plan, ws: Workspace, executor: Executor | None 
         (task,) = slots
         result.seconds["total"] = time.perf_counter() - started  # before the analysis, as compare reports record it
         analysis = analyse_task(task, slots[task], settings(task))
-        result.report = write_compare_report(spec.report, analysis, result.seconds)
+        result.report = write_compare_report(report, analysis, result.seconds)
     elif layout == "sweep":
         (task,) = result.sweeps
         sw = result.sweeps[task]
-        result.report = write_sweep_report(spec.report, sw["rows"], sw["summary"], sw["mode"],
+        result.report = write_sweep_report(report, sw["rows"], sw["summary"], sw["mode"],
                                            spec.task(task).config.task, sw["split"], sw["settings"])
     elif layout == "study":
         analyses = [analyse_task(task, grid, settings(task)) for task, grid in slots.items()]
@@ -126,5 +128,5 @@ def run_study(study: StudySpec | Plan, ws: Workspace, executor: Executor | None 
 
             def claims(folder: Path) -> list[str]:
                 return study_section(folder, verdicts)
-        result.report = write_study_report(spec.report, analyses, info, result.sweeps, result.ntk, claims)
+        result.report = write_study_report(report, analyses, info, result.sweeps, result.ntk, claims)
     return result

@@ -213,6 +213,11 @@ def load_study(path: str | Path, **location) -> tuple[StudySpec, Workspace]:
         raise ConfigError(f"{path}: 'tasks' names {twice!r} twice (task names are compared ignoring case: their "
                           "report folders would collide on case-insensitive file systems)")
 
+    @typing.overload
+    def rel(value: str) -> str: ...
+    @typing.overload
+    def rel(value: None) -> None: ...
+
     def rel(value: str | None) -> str | None:
         return str(path.parent / value) if value is not None and not Path(value).is_absolute() else value
 
@@ -277,7 +282,7 @@ def load_study(path: str | Path, **location) -> tuple[StudySpec, Workspace]:
     # cache_dir: the option's value, else the file's ("none": no cache; a path relative to the file)
     cache = location["cache_dir"] if location.get("cache_dir") is not None else top.get("cache_dir", str, "default")
     cache = cache_option(cache)
-    ws = Workspace(out=Path(location.get("out") or (rel(top.get("out", str)) if "out" in raw else "runs")),
+    ws = Workspace(out=Path(location.get("out") or (rel(top.get("out", str)) or "runs")),
                    data_dir=location.get("data_dir") or rel(top.get("data_dir", str)),
                    cache_dir=cache if cache == "default" or location.get("cache_dir") is not None else rel(cache),
                    device=location.get("device"))
