@@ -29,7 +29,6 @@ file is a one-line :class:`RunFolderError` naming it.
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,9 +66,6 @@ from .timing import PhaseTimer, phase
 from .workspace import Workspace
 
 HEAD_STAGES = ("init", "lp", "start", "ft")
-# Test hook (tests/study): the first process to finish an epoch while this names a marker path creates the marker
-# and exits at once, like a worker dying mid-run; later processes see the marker and go on.
-EXIT_HOOK_ENV = "LPFT_TEST_EXIT_AFTER_EPOCH"
 
 
 def load_task(cfg: RunConfig, data_dir: str | None = None) -> Task:
@@ -338,19 +334,7 @@ def _last_epoch_features(cfg: RunConfig, test, folder: Path):
                 feats = extract(clf, test, cfg.eval_batch_size, desc="last-epoch features test",
                                 precision=cfg.precision)
                 save_array(folder / LAST_EPOCH_FEATURES, feats)
-        _exit_hook(epoch, clf)
     return hook
-
-
-def _exit_hook(epoch: int, clf) -> None:
-    marker = os.environ.get(EXIT_HOOK_ENV)
-    if marker:
-        try:
-            with open(marker, "x") as f:
-                f.write(f"exited after epoch {epoch}\n")
-        except FileExistsError:
-            return
-        os._exit(17)
 
 
 class RunRecord:

@@ -3,7 +3,10 @@ instance with identical metrics and logits, and a Ray worker killed mid-run that
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +15,7 @@ from study_files import study_toml
 from lpft.cli import main
 from lpft.io import read_json
 from lpft.report.tables import fmt_mean_std, fmt_percent, read_csv
-from lpft.runs import EXIT_HOOK_ENV, RunRecord
+from lpft.runs import RunRecord
 from lpft.study import RayExecutor, load_study, plan, run_study
 
 
@@ -22,6 +25,8 @@ def run_files(out):
     for metrics in sorted(out.glob("files/*/*/metrics.json")):
         record = RunRecord(metrics.parent)
         numbers = {k: v for k, v in record.metrics.items() if k != "seconds"}
+        # every epoch's losses and metrics too: a resumed run that lost its optimiser state differs after the resume
+        numbers["history"] = [{k: v for k, v in row.items() if "seconds" not in k} for row in record.history]
         found[metrics.parent.relative_to(out).as_posix()] = (numbers, record.logits("validation")[0],
                                                               record.logits("test")[0])
     return found
@@ -113,10 +118,11 @@ def ray_instance():
     ray.shutdown()
 
 
-def ray_study(path, out, cache):
+def ray_study(path, out, cache, **run_options):
     spec, ws = load_study(path, out=str(out), cache_dir=str(cache), device="cpu")
     spec.sweep = None
     spec.compare = True
+    spec.tasks = tuple(dataclasses.replace(t, config=dataclasses.replace(t.config, **run_options)) for t in spec.tasks)
     plan(spec)
     return run_study(spec, ws, RayExecutor(), layout="none")  # defaults: bit-identical to the local executor's
 
@@ -136,13 +142,19 @@ def test_ray_runs_the_grid_with_identical_numbers(local_study, ray_instance, tmp
 def test_a_worker_killed_mid_run_changes_nothing(local_study, ray_instance, tmp_path, monkeypatch):
     path, folder = local_study
     marker = tmp_path / "exited"
-    monkeypatch.setenv(EXIT_HOOK_ENV, str(marker))  # passed to the workers: the first to end an epoch dies
-    ray_study(path, tmp_path / "runs", tmp_path / "cache")
+    # passed to the workers (PYTHONPATH and LPFT_ variables): the first to end an epoch dies (dying_worker/)
+    monkeypatch.setenv("LPFT_TEST_EXIT_AFTER_EPOCH", str(marker))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent / "dying_worker")]
+                                                     + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                                                        if p]))
+    # a checkpoint after every epoch (not in the run key): the killed run resumes from it, not from scratch
+    ray_study(path, tmp_path / "runs", tmp_path / "cache", checkpoint_every=0.0)
     assert marker.read_text().startswith("exited after epoch 1")
     local = {k: v for k, v in run_files(folder / "runs").items()
              if not read_json(folder / "runs" / k / "config.json")["config"]["head_norm"]}
     assert_same_runs(local, run_files(tmp_path / "runs"))
-    # the killed run resumed: its history has both epochs, and no run left resume state behind
+    # the killed run resumed from its checkpoint: its history has both epochs, and no run left resume state behind
+    assert [p for p in (tmp_path / "runs").glob("files/*/*/timing.json") if read_json(p)["resumed"]]
     assert not list((tmp_path / "runs").glob("files/*/*/state"))
 
 
