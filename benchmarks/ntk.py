@@ -25,6 +25,7 @@ subprocess), and the ratios use CPU seconds, which other jobs inflate far less t
     python benchmarks/ntk.py                     # N = 64 and 250, (a) on 2 samples, (b) on 8: ~8 min
     python benchmarks/ntk.py --sizes 64 --authors-samples 1 --reference-samples 4     # quick look
     python benchmarks/ntk.py --sketch-only --sketch 16384 --sketch-sizes 250 1000 2000   # the sketched F's cost
+    python benchmarks/ntk.py --sizes 250 --floor-rounds 2     # ours / floor alone, its spread over rounds (~5 min)
 
 * **sketch rows** (``--sketch-only``): ``compute_kernels(..., sketch=K)`` (F estimated from K-dimensional sign
   projections, ``lpft.ntk.sketch``) at N = 250, 1000, 2000 CB-length inputs (CB's 306 train + validation examples,
@@ -222,6 +223,9 @@ def main() -> None:
     ap.add_argument("--sketch-sizes", type=int, nargs="*", default=[250, 1000, 2000],
                     help="N of the sketch rows (CB examples cycled past 306: CB-length inputs)")
     ap.add_argument("--sketch-only", action="store_true", help="only the sketch rows (and ours, exact, at N <= 250)")
+    ap.add_argument("--floor-rounds", type=int, default=0,
+                    help="only ours against the floor at --sizes, this many rounds (order alternating): the spread "
+                         "of ours / floor (each round ~2.5 min at N = 250 on 2 idle cores)")
     ap.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--save", help=argparse.SUPPRESS)
@@ -232,6 +236,9 @@ def main() -> None:
         return
     if args.sketch_only:
         sketch_rows(args)
+        return
+    if args.floor_rounds:
+        floor_rounds(args)
         return
 
     load0 = f"{os.getloadavg()[0]:.1f}"
@@ -287,6 +294,30 @@ def main() -> None:
     print(f"agreement ours vs (a) on {ka} samples: rel. Frobenius {a_err[0]:.1e}, rel. max entry {a_err[1]:.1e}")
     print(f"agreement ours vs (b) on {kb} samples: rel. Frobenius {b_err[0]:.1e}, rel. max entry {b_err[1]:.1e}"
           " (goal <= 1e-6; float32 gradients on all sides)")
+
+
+def floor_rounds(args) -> None:
+    """``--floor-rounds R``: ours and the floor at each of ``--sizes``, R rounds, the order alternating each round
+    (a drifting machine load falls on both); per round and as min / median / max, ours / floor in CPU seconds."""
+    import statistics
+
+    ratios: dict[int, list[float]] = {n: [] for n in args.sizes}
+    print(f"ours against the floor, N = {args.sizes}, {args.floor_rounds} round(s); load average "
+          f"{os.getloadavg()[0]:.1f} at start", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        for r in range(args.floor_rounds):
+            for n in args.sizes:
+                order = ("ours", "floor") if r % 2 == 0 else ("floor", "ours")
+                got = {name: run_worker(name, n, folder) for name in order}
+                o, f = got["ours"], got["floor"]
+                ratios[n].append(o["cpu"] / f["cpu"])
+                print(f"round {r + 1}, N = {n}: ours {o['wall']:.1f} s wall / {o['cpu']:.1f} CPU s "
+                      f"({o['peak_gb']:.2f} GB), floor {f['wall']:.1f} / {f['cpu']:.1f} (backward {f['backward']:.1f} "
+                      f"s + Gram {f['gram']:.1f} s at {f['gflops']:.0f} GFLOP/s); ours / floor {ratios[n][-1]:.2f} "
+                      f"CPU ({o['wall'] / f['wall']:.2f} wall); load {os.getloadavg()[0]:.1f}", flush=True)
+    for n, values in ratios.items():
+        print(f"ours / floor, N = {n}, CPU seconds: min {min(values):.2f}, median {statistics.median(values):.2f}, "
+              f"max {max(values):.2f} over {len(values)} round(s)   goal <= 2")
 
 
 def sketch_rows(args) -> None:
