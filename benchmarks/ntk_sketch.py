@@ -11,15 +11,18 @@ of the exact engine feeds the exact Gram and every sketch (each K, each estimato
   first estimator seed of each K.
 
 Writes ``results/ntk-sketch/error.json`` and ``error.md`` and the figure ``docs/ntk-sketch.png``; the table is
-copied into docs/ntk.md by hand.
+copied into docs/ntk.md by hand. Methods not run this time keep their rows from an existing ``error.json`` (so FT
+and LP-FT can be measured in two runs); each method's rows record the load average around its measurement.
 
     python benchmarks/ntk_sketch.py                       # FT and LP-FT, K = 2^12 .. 2^18, 3 seeds up to 2^16
     python benchmarks/ntk_sketch.py --methods ft --ks 12 14 --seeds 2      # quick look
+    python benchmarks/ntk_sketch.py --methods lp-ft --ks 12 14 16 18 --seeds 2   # LP-FT's rows beside FT's
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import time
@@ -165,9 +168,15 @@ def main() -> None:
 
     from lpft.io import write_json
     load0 = os.getloadavg()[0]
-    results = []
+    order = ["ft", "lp-ft", "lora", "lp-lora"]
+    previous = args.out / "error.json"
+    results = [r for r in json.loads(previous.read_text())["results"] if r["method"] not in args.methods] \
+        if previous.exists() else []
     for method in args.methods:  # written after each method, so a long run leaves what it finished
+        start = os.getloadavg()[0]
         results.append(measure(method, args.ks, args.seeds, args.big_seeds, args.n, args.seed))
+        results[-1]["load_average"] = [start, os.getloadavg()[0]]
+        results.sort(key=lambda r: order.index(r["method"]) if r["method"] in order else len(order))
         info = {"load_average_start": load0, "load_average_end": os.getloadavg()[0],
                 "torch_threads": torch.get_num_threads(), "results": results}
         args.out.mkdir(parents=True, exist_ok=True)
