@@ -60,6 +60,7 @@ def test_probe_and_feature_cache_names():
     assert keys.features_key("m", "t", "first", "fp32") == "m-t"
     assert keys.features_key("m", "t", "mean", "bf16") == "m-t-mean-bf16"
     assert keys.probe_cache_name("m-t", "y", 10, 5, 5000) == "m-t-yy-C10-k5-i5000.safetensors"
+    assert keys.run_features_name("trained", "cb test / ood.csv", "t", "w") == "trained-cb_test_ood.csv-t-w.npy"
 
 
 def test_ntk_folders_keep_their_names():

@@ -6,7 +6,7 @@ interrupted one resumed. Five kinds of names:
 - **run**: ``<out>/<task>/<method>/<model>-seed<seed>-<run key>/`` (:func:`run_folder`, :func:`run_key`);
 - **probe**: the runs that start from one linear probe (:func:`probe_key`);
 - **feature cache**: pre-trained features and fitted probes under the cache folder (:func:`features_key`,
-  :func:`probe_cache_name`);
+  :func:`probe_cache_name`), a run's analysis features in its folder (:func:`run_features_name`);
 - **eNTK**: ``<out>/<task>/ntk/<method>-seed<seed>-n<N>x<M>-<key>/`` (:func:`ntk_folder`), N and M the samples
   actually drawn (the requested sizes as far as the splits reach);
 - **study job**: a job's identity within a study, independent of where the runs go and of the data
@@ -132,6 +132,13 @@ def probe_cache_name(features: str, targets: str, cs: int, folds: int, max_iter:
     """Cache file name of a fitted probe: its features (:func:`features_key`), a digest of the labels and class
     count (``targets``) and the LP settings."""
     return f"{features}-y{targets}-C{cs}-k{folds}-i{max_iter}.safetensors"
+
+
+def run_features_name(stage: str, eval_set: str, tokens_fingerprint: str, weights_fingerprint: str) -> str:
+    """File name of a run's cached features (``<run>/features/``, :mod:`lpft.analysis.run_features`): the stage
+    (pretrained / trained), the evaluation set's name as a file name, its tokens and the weights behind them."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", eval_set)[:60]
+    return f"{stage}-{slug}-{tokens_fingerprint}-{weights_fingerprint}.npy"
 
 
 # ------------------------------------------------------------------------------------------------ eNTK

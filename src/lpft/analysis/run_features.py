@@ -18,7 +18,6 @@ replaced checkpoint can be served stale features.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 from ..data import DataError, Example, fingerprint
 from ..data.batching import Encoded, encode
 from ..io import load_array, save_array
+from ..keys import run_features_name
 from ..methods.lp import encoded_fingerprint, pretrained_features
 from ..model import extract, load_tokenizer, model_fingerprint, resolve_device
 from ..runs import RunRecord, load_task
@@ -96,9 +96,8 @@ def weights_fingerprint(record: RunRecord, stage: str) -> str:
 
 
 def _cache_path(record: RunRecord, stage: str, eval_set: EvalSet) -> Path:
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", eval_set.name)[:60]
-    return (record.path / "features"
-            / f"{stage}-{slug}-{encoded_fingerprint(eval_set.encoded)}-{weights_fingerprint(record, stage)}.npy")
+    return record.path / "features" / run_features_name(stage, eval_set.name, encoded_fingerprint(eval_set.encoded),
+                                                        weights_fingerprint(record, stage))
 
 
 def run_features(record: RunRecord, eval_set: EvalSet, stage: str = "trained", cache_dir: Path | None = None,
