@@ -159,3 +159,29 @@ def test_sketch_must_be_positive(toy_csv, tiny_bert_dir, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--sketch must be >= 1" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_no_regression_skips_only_the_probe_and_reuses_the_kernels(toy_csv, tiny_bert_dir, tmp_path, capsys):
+    """--no-regression (whole-train-set FT ratios): no accuracies, the same kernels, FT ratio and norms; asking for
+    the regression afterwards refits the statistics on the kept kernels, and default settings keep old folders done."""
+    from lpft.study.jobs import kernel_settings
+    from lpft.study.spec import NtkSpec
+
+    out = tmp_path / "out"
+    assert main(ntk_args(toy_csv, tiny_bert_dir, out, "--method", "ft", "--no-predict", "--no-regression")) == 0
+    printed = capsys.readouterr().out
+    folder = only_folder(out)
+    skipped = json.loads((folder / "stats.json").read_text())
+    for k in skipped["kernels"].values():
+        assert k["entry_train"] is None and k["argmax_test"] is None and k["entry_chance"] == pytest.approx(0.5)
+    assert "not fitted" in skipped["kernel_regression_note"] and "-/-" in printed
+    assert skipped["settings"]["regression"] is False
+    kernels_written = (folder / "F_train.npy").stat().st_mtime_ns
+
+    assert main(ntk_args(toy_csv, tiny_bert_dir, out, "--method", "ft", "--no-predict")) == 0
+    fitted = json.loads((only_folder(out) / "stats.json").read_text())
+    assert (folder / "F_train.npy").stat().st_mtime_ns == kernels_written  # kernels reused, statistics refitted
+    assert fitted["ft_ratio"] == skipped["ft_ratio"]
+    for name, k in fitted["kernels"].items():
+        assert 0 <= k["entry_train"] <= 1 and k["frobenius"] == skipped["kernels"][name]["frobenius"]
+    assert "regression" not in kernel_settings(NtkSpec())  # folders made before the option stay done

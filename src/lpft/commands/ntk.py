@@ -48,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "error table in docs/ntk.md; ranks of F and P+F are then not reported); default exact")
     parser.add_argument("--sketch-seed", type=int, default=None,
                         help="the sketch's seed (recorded in stats.json); default --seed")
+    parser.add_argument("--regression", action=argparse.BooleanOptionalAction, default=True,
+                        help="fit the authors' kernel-regression probe on P, F and P+F (its accuracies); its "
+                             "cross-validated fit grows fast with N x C (over 40 min at SST-2 N = 900), so "
+                             "--no-regression for whole-train-set FT ratios")
     parser.add_argument("--predict", action=argparse.BooleanOptionalAction, default=True,
                         help="also predict the logit change of one real fine-tuning epoch from the kernel (Eq. 1) "
                              "and its feature change (Eq. 2)")
@@ -67,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
                        sample=args.sample, kernel_scaling=args.kernel_scaling,
                        memory_budget=args.memory_budget, embedding_fraction=args.embedding_fraction,
                        predict=args.predict, predict_optimizer=args.predict_optimizer,
-                       predict_dropout=args.predict_dropout, sketch=args.sketch, sketch_seed=args.sketch_seed)
+                       predict_dropout=args.predict_dropout, sketch=args.sketch, sketch_seed=args.sketch_seed,
+                       regression=args.regression)
     spec = StudySpec(tasks=(TaskSpec(cfg.task.lower(), cfg),), compare=False, ntk=(settings,), source="lpft ntk")
     ws = Workspace.from_args(args)
     planned = plan(spec, ws.data_dir)  # checked before an executor (or Ray) starts
@@ -78,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
     for name, s in stats["kernels"].items():
         rank = "n/a (sketch)" if s["rank"] is None else s["rank"]
         rows.append([name, f"{rank}/{s['size']}", f"{s['frobenius']:.4g}",
-                     f"{s['entry_train']:.4f}/{s['entry_test']:.4f}",
-                     f"{s['argmax_train']:.4f}/{s['argmax_test']:.4f}"])
+                     f"{_fraction(s['entry_train'])}/{_fraction(s['entry_test'])}",
+                     f"{_fraction(s['argmax_train'])}/{_fraction(s['argmax_test'])}"])
     print()
     print(format_table(rows))
     print(f"FT ratio: {stats['ft_ratio']:.4f}")
@@ -97,3 +102,8 @@ def run(args: argparse.Namespace) -> int:
                   f"scale (x{f['fitted_scale']:.4g})")
     print(f"ntk folder: {folder}")
     return 0
+
+
+def _fraction(x) -> str:
+    """An accuracy as a fraction, or "-" where kernel regression was not fitted (--no-regression)."""
+    return "-" if x is None else f"{x:.4f}"

@@ -172,8 +172,9 @@ def kernel_settings(s: NtkSpec) -> dict:
     settings = {k: v for k, v in dataclasses.asdict(s).items() if k not in ("tasks", "methods", "seeds")}
     if s.sketch is None:  # exact: the settings as recorded before sketches existed (finished eNTKs stay done)
         del settings["sketch"], settings["sketch_seed"]
-    if not settings["query_value"]:  # added later: folders made before it keep their settings
-        settings.pop("query_value")
+    for added_later, default in (("query_value", False), ("regression", True)):  # folders made before it keep
+        if settings[added_later] == default:  # their settings (and stay done)
+            settings.pop(added_later)
     return json.loads(json.dumps(settings))
 
 
@@ -252,15 +253,20 @@ def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, log=print) -> Path:
              "ft_ratio_note": "mean over train x of ||sum_i F(x,x_i) delta_i|| / ||sum_i (P+F)(x,x_i) delta_i||, "
                               "delta from the start-of-FT logits",
              "kernels": {}}
+    if not s.regression:
+        stats["kernel_regression_note"] = ("not fitted (regression = false): its cross-validated logistic regression "
+                                           "on (N*C)-column kernel rows dominates a whole-train-set eNTK")
     for name, (Ktr, Kte) in kernels.items():
-        kr = kernel_regression(Ktr, train.labels, Kte, test.labels, num_labels=C, scaling=s.kernel_scaling)
+        accuracies: dict[str, float | None] = dict.fromkeys(("entry_train", "entry_test", "argmax_train",
+                                                             "argmax_test"))
+        accuracies["entry_chance"] = 1 - 1 / C
+        if s.regression:
+            kr = kernel_regression(Ktr, train.labels, Kte, test.labels, num_labels=C, scaling=s.kernel_scaling)
+            accuracies = dataclasses.asdict(kr)
         # a sketch's Gram has rank <= K and noise in its tail: no rank is estimable from it (P stays exact)
         rank = numerical_rank(Ktr) if s.sketch is None or name == "P" else None
         stats["kernels"][name] = {"rank": rank, "size": int(Ktr.shape[0]),
-                                  "frobenius": frobenius_norm(Ktr),
-                                  "entry_train": kr.entry_train, "entry_test": kr.entry_test,
-                                  "argmax_train": kr.argmax_train, "argmax_test": kr.argmax_test,
-                                  "entry_chance": kr.entry_chance}
+                                  "frobenius": frobenius_norm(Ktr), **accuracies}
     if s.predict:
         from ..ntk.predict import predict_and_compare
 

@@ -89,6 +89,7 @@ class NtkSpec:
     sketch: int | None = None  # K: F estimated from K-dim sign projections (lpft.ntk.sketch); None: exact
     sketch_seed: int | None = None  # the estimator's seed; None: the run's seed
     query_value: bool = False  # FT / LP-FT: also F over the weights LoRA adapts, F_qv_train.npy (claim 7, Prop. 4.4)
+    regression: bool = True  # the authors' kernel-regression probe on P, F, P+F (its cost grows fast with N * C)
 
 
 @dataclass
@@ -277,7 +278,8 @@ def load_study(path: str | Path, **location) -> tuple[StudySpec, Workspace]:
                       predict_dropout=r.get("predict_dropout", bool, True),
                       head_norms=r.list("head_norms", float, ()), sketch=r.get("sketch", int),
                       sketch_seed=r.get("sketch_seed", int),
-                      query_value=r.get("query_value", bool, False)))
+                      query_value=r.get("query_value", bool, False),
+                      regression=r.get("regression", bool, True)))
     # out: the file's value (relative to the file), else ./runs like every other command
     # cache_dir: the option's value, else the file's ("none": no cache; a path relative to the file)
     cache = location["cache_dir"] if location.get("cache_dir") is not None else top.get("cache_dir", str, "default")
