@@ -6,16 +6,17 @@
 # finished kernel and resumes an interrupted one, so after any interruption rerun the same command.
 #   bash results/ntk-whole-train/run.sh              # everything (hours on 2 CPU cores)
 #   bash results/ntk-whole-train/run.sh --table      # only the table, from what has finished
-# OUT (default runs/ntk-whole-train) holds the kernel folders; LPFT_PYTHON picks the interpreter (default: python).
+# OUT (default runs/ntk-whole-train) holds the kernel folders; LPFT_DATA_DIR the data (default ../shared/data); LPFT_PYTHON picks the interpreter (default: python).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here/../.."
 py="${LPFT_PYTHON:-python}"
 out="${OUT:-runs/ntk-whole-train}"
+data="${LPFT_DATA_DIR:-../shared/data}"  # the benchmark files beside the repository, as results/study-v2.toml reads them
 if [[ "${1:-}" != "--table" ]]; then
     # --no-regression: the kernel-regression accuracies' cross-validated fit on (N*C)-column rows, not the sketch,
     # would dominate at these N (over 40 min at SST-2 N = 900); the FT ratio and the norms do not use it
-    sketched=(--n-train 2000 --n-test 250 --sketch 16384 --no-predict --no-regression --out "$out")
+    sketched=(--n-train 2000 --n-test 250 --sketch 16384 --no-predict --no-regression --out "$out" --data-dir "$data")
     for seed in 1 2 3; do
         for method in ft lp-ft; do
             "$py" -m lpft ntk --task sst2 --train-subset 900 --method "$method" --seed "$seed" "${sketched[@]}"
@@ -29,7 +30,7 @@ if [[ "${1:-}" != "--table" ]]; then
     for seed in 1 2 3; do
         for method in ft lp-ft; do
             "$py" -m lpft ntk --task cb --method "$method" --seed "$seed" --n-train 250 --n-test 250 --no-predict \
-                --out "$out"
+                --out "$out" --data-dir "$data"
         done
     done
 fi
