@@ -50,6 +50,20 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, message, tmp_path
     assert not out_dir.exists()
 
 
+@pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[m for _, m in BAD_INPUTS])
+def test_bad_input_in_process_is_one_line_exit_2_and_writes_nothing(args, message, tmp_path, capsys):
+    """The same cases through ``lpft.cli.main`` in this process (the fast tier's copy: the process version above,
+    which also sees what importing the libraries prints, starts an interpreter per case and is in the slow tier)."""
+    from lpft.cli import main
+
+    out_dir = tmp_path / "runs"
+    assert main(["train", *args, "--out", str(out_dir), "--cache-dir", "none"]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("lpft: error:"), lines
+    assert message in lines[0]
+    assert not out_dir.exists()
+
+
 def test_malformed_data_file_names_file_and_row(toy_csv, tmp_path):
     result = lpft("train", "--task", "files", "--train-file", str(toy_csv / "bad.csv"), "--out", str(tmp_path / "r"))
     assert result.returncode == 2
