@@ -44,7 +44,7 @@ SLOW_TESTS = {
     "test_cli.py::test_bad_input_is_one_line_exit_2_and_writes_nothing",  # 7 processes, 4 s each (in-process copy fast)
     "test_hardening.py::test_a_local_ray_instance_prints_nothing_on_stderr",  # starts Ray in a process (6.5 s)
     "ntk/test_ntk_sketch.py::test_sigterm_leaves_no_temporary_file",    # an `lpft ntk` process, killed (4.8 s)
-    "test_typecheck.py::test_mypy_passes",                              # mypy over ntk/, io.py, errors.py (36 s)
+    "test_gates.py::test_mypy_passes",                                  # mypy over the [tool.mypy] modules (63 s)
 }
 SLOW_FIXTURES = {
     "shared_data",   # the real data folder, read with the embedded MiniLM
