@@ -94,12 +94,18 @@ def _finish(start, out: dict) -> dict:
     return out
 
 
+def _budget() -> dict:
+    # the parent's --memory-budget reaches the worker through the environment (the worker's argv stays (kind, n))
+    budget = os.environ.get("LPFT_BENCH_MEMORY_BUDGET")
+    return {"memory_budget": int(budget)} if budget else {}
+
+
 def worker_ours(n: int, save: str) -> dict:
     from lpft.ntk import compute_kernels
 
     clf, rows = _model_and_rows(n)
     start = _usage()
-    k = compute_kernels(clf, rows)
+    k = compute_kernels(clf, rows, **_budget())
     out = _finish(start, {"n": len(rows)})
     np.save(save, k.F_train)
     return out
@@ -110,7 +116,7 @@ def worker_sketch(n: int, save: str, dim: int) -> dict:
 
     clf, rows = _model_and_rows(n)
     start = _usage()
-    k = compute_kernels(clf, rows, sketch=dim, sketch_seed=0)
+    k = compute_kernels(clf, rows, sketch=dim, sketch_seed=0, **_budget())
     out = _finish(start, {"n": len(rows), "sketch": dim})
     if n <= 250:
         np.save(save, k.F_train)
@@ -227,10 +233,18 @@ def main() -> None:
                     help="only ours against the floor at --sizes, this many rounds (order alternating): the spread "
                          "of ours / floor (each round ~2.5 min at N = 250 on 2 idle cores)")
     ap.add_argument("--no-exact", action="store_true", help="--sketch-only without ours exact (one row per run)")
+    ap.add_argument("--memory-budget", type=int, default=None,
+                    help="bytes, compute_kernels' memory_budget for ours and the sketch rows (default: lpft's, 3 GiB)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="--sketch-only: measure each sketch size this many times (the spread: min / median / max)")
     ap.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--save", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.memory_budget is not None:
+        if args.memory_budget <= 0:
+            ap.error(f"--memory-budget: expected a positive number of bytes, got {args.memory_budget}")
+        os.environ["LPFT_BENCH_MEMORY_BUDGET"] = str(args.memory_budget)
     if args.worker:
         extra = (args.sketch,) if args.worker == "sketch" else ()
         print(json.dumps(WORKERS[args.worker](args.n, args.save, *extra)))
@@ -322,28 +336,42 @@ def floor_rounds(args) -> None:
 
 
 def sketch_rows(args) -> None:
-    """``--sketch-only``: the sketched F (train x train) at each size, against ours exact where N <= 250."""
+    """``--sketch-only``: the sketched F (train x train) at each size, against ours exact where N <= 250;
+    ``--rounds R`` measures each sketch size R times, sizes interleaved (round 1 of every size, then round 2, ...)
+    so that a slow spell of the machine does not fall on one size only."""
+    import statistics
+
     load0 = f"{os.getloadavg()[0]:.1f}"
+    budget = args.memory_budget or "default (3 GiB)"
     with tempfile.TemporaryDirectory() as folder:
         print("running (each line is one subprocess)...", flush=True)
         exact = {n: run_worker("ours", n, folder) for n in args.sketch_sizes if n <= 250 and not args.no_exact}
-        rows = {n: run_worker("sketch", n, folder, args.sketch) for n in args.sketch_sizes}
-        err = {n: float(np.linalg.norm(np.load(rows[n]["save"]) - np.load(e["save"]))
+        rounds: dict[int, list[dict]] = {n: [] for n in args.sketch_sizes}
+        for _ in range(args.rounds):
+            for n in args.sketch_sizes:
+                rounds[n].append(run_worker("sketch", n, folder, args.sketch))
+        err = {n: float(np.linalg.norm(np.load(rounds[n][0]["save"]) - np.load(e["save"]))
                         / np.linalg.norm(np.load(e["save"]))) for n, e in exact.items()}
     print()
-    print(f"eNTK train x train, MiniLM, CB-length inputs, C = 3, sketch K = {args.sketch}; load average {load0} at "
-          f"start, {os.getloadavg()[0]:.1f} at end")
+    print(f"eNTK train x train, MiniLM, CB-length inputs, C = 3, sketch K = {args.sketch}, memory budget {budget}; "
+          f"load average {load0} at start, {os.getloadavg()[0]:.1f} at end")
     print()
-    print("| method | N | wall s | CPU s | peak RSS GB | note |")
+
+    def spread(values: list[float], digits: int) -> str:
+        if len(values) == 1:
+            return f"{values[0]:.{digits}f}"
+        return (f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}, {max(values):.{digits}f}]")
+
+    print(f"| method | N | wall s | CPU s | peak RSS GiB | note |  (median [min, max] over {args.rounds} round(s))")
     print("|---|---|---|---|---|---|")
-    for n in sorted(set(rows) | set(exact)):
+    for n in sorted(set(rounds) | set(exact)):
         if n in exact:
             e = exact[n]
             print(f"| ours exact | {n} | {e['wall']:.1f} | {e['cpu']:.1f} | {e['peak_gb']:.2f} | P and F |")
-        r = rows[n]
+        rs = rounds[n]
         note = f"rel. Frobenius error of F {err[n]:.3f}" if n in err else "exact not run"
-        print(f"| ours sketch K={args.sketch} | {n} | {r['wall']:.1f} | {r['cpu']:.1f} | {r['peak_gb']:.2f} | "
-              f"{note} |")
+        print(f"| ours sketch K={args.sketch} | {n} | {spread([r['wall'] for r in rs], 1)} | "
+              f"{spread([r['cpu'] for r in rs], 1)} | {spread([r['peak_gb'] for r in rs], 2)} | {note} |")
 
 
 if __name__ == "__main__":
