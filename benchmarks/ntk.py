@@ -25,6 +25,7 @@ subprocess), and the ratios use CPU seconds, which other jobs inflate far less t
     python benchmarks/ntk.py                     # N = 64 and 250, (a) on 2 samples, (b) on 8: ~8 min
     python benchmarks/ntk.py --sizes 64 --authors-samples 1 --reference-samples 4     # quick look
     python benchmarks/ntk.py --sketch-only --sketch 16384 --sketch-sizes 250 1000 2000   # the sketched F's cost
+    python benchmarks/ntk.py --sketch-only --no-exact --sketch-sizes 2000 --rounds 2 --memory-budget 1.5GiB  # goal
     python benchmarks/ntk.py --sizes 250 --floor-rounds 2     # ours / floor alone, its spread over rounds (~5 min)
 
 * **sketch rows** (``--sketch-only``): ``compute_kernels(..., sketch=K)`` (F estimated from K-dimensional sign
@@ -45,6 +46,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from lpft.commands._options import byte_size
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("LPFT_DATA_DIR", REPO.parent / "shared" / "data"))
@@ -233,8 +236,9 @@ def main() -> None:
                     help="only ours against the floor at --sizes, this many rounds (order alternating): the spread "
                          "of ours / floor (each round ~2.5 min at N = 250 on 2 idle cores)")
     ap.add_argument("--no-exact", action="store_true", help="--sketch-only without ours exact (one row per run)")
-    ap.add_argument("--memory-budget", type=int, default=None,
-                    help="bytes, compute_kernels' memory_budget for ours and the sketch rows (default: lpft's, 3 GiB)")
+    ap.add_argument("--memory-budget", type=byte_size, default=None,
+                    help="compute_kernels' memory_budget for ours and the sketch rows, bytes or e.g. 1.5GiB (default: "
+                         "lpft's, 3 GiB)")
     ap.add_argument("--rounds", type=int, default=1,
                     help="--sketch-only: measure each sketch size this many times (the spread: min / median / max)")
     ap.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)

@@ -726,6 +726,25 @@ def test_ntk_memory_budget_has_a_floor(tmp_path, capsys, no_model_loading):
     assert_one_error(code, lines, "--memory-budget must be >= 67108864 bytes (64 MiB), got 1")
 
 
+def test_ntk_memory_budget_takes_units(tmp_path, capsys, no_model_loading):
+    """A size with a unit is bytes to the floor check (10 MiB is under it), and a unit it does not know is one line."""
+    code, lines, _ = cli(capsys, "ntk", "--task", "cb", "--method", "ft", "--memory-budget", "10MiB",
+                         "--out", tmp_path / "runs")
+    assert_one_error(code, lines, "--memory-budget must be >= 67108864 bytes (64 MiB), got 10485760")
+    with pytest.raises(SystemExit) as exit_:
+        main(["ntk", "--task", "cb", "--memory-budget", "1.5 gigs"])
+    assert exit_.value.code == 2
+    assert "--memory-budget: '1.5 gigs' is not a size" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, size", [("67108864", 2**26), ("1.5GiB", 3 * 2**29), ("4 GB", 4 * 10**9),
+                                        ("512mib", 2**29), ("2kB", 2000)])
+def test_byte_size_reads_decimal_and_binary_units(text, size):
+    from lpft.commands._options import byte_size
+
+    assert byte_size(text) == size
+
+
 def test_disk_full_in_a_report_or_study_folder_is_one_line(tmp_path):
     """Every folder writer (study, compare, claims, calibrate, export) goes through outputs.output_folder."""
     from lpft.outputs import output_folder

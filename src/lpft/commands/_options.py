@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from typing import Callable
 
 from ..config import ConfigError, add_config_arguments, config_from_args, field_docs
@@ -24,6 +25,23 @@ def parse_list(value: str | list[str], option: str, kind: Callable = str, what: 
     if not out:
         raise ConfigError(f"{option}: expected a comma-separated list of {what}s")
     return out
+
+
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+
+def byte_size(value: str) -> int:
+    """An argparse ``type`` for sizes: bytes, or a number with a unit (decimal kB / MB / GB, binary KiB / MiB / GiB).
+
+    >>> byte_size("1.5GiB"), byte_size("4 GB"), byte_size("67108864")
+    (1610612736, 4000000000, 67108864)
+    """
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([a-zA-Z]*)\s*", value)
+    unit = _UNITS.get(match.group(2).lower() or "b") if match else None
+    if unit is None:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a size: expected bytes or a number with a unit "
+                                         "(kB, MB, GB, KiB, MiB, GiB)")
+    return int(float(match.group(1)) * unit)
 
 
 def add_study_arguments(parser: argparse.ArgumentParser, multi_task: bool = False) -> None:

@@ -13,7 +13,7 @@ from ..keys import ntk_folder as ntk_folder  # where the study puts an eNTK; re-
 from ..methods.config import RunConfig
 from ..options import KERNEL_SCALINGS, SAMPLINGS
 from ..workspace import Workspace, add_workspace_arguments
-from ._options import add_executor_arguments, executor_from_args
+from ._options import add_executor_arguments, byte_size, executor_from_args
 from .train import format_table
 
 DESCRIPTION = ("Writes <out>/<task>/ntk/<method>-seed<seed>-n<N>x<M>-<key>/ (default out: runs): the kernels "
@@ -38,8 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kernel-scaling", default="raw", choices=KERNEL_SCALINGS,
                         help="kernel regression on the raw kernel (the authors') or on the kernel divided by its "
                              "largest train entry (max; deviation)")
-    parser.add_argument("--memory-budget", type=int, default=None,
-                        help="bytes for gradient blocks, at least 64 MiB (unset: 3 GiB)")
+    parser.add_argument("--memory-budget", type=byte_size, default=None, metavar="SIZE",
+                        help="memory for gradient blocks (and a sketch's projections): bytes or e.g. 1.5GiB, at "
+                             "least 64 MiB (unset: 3 GiB); the process peaks ~1.4 GiB above it (model, PyTorch)")
     parser.add_argument("--embedding-fraction", type=float, default=None,
                         help="keep this fraction of the word-embedding parameters (entries, drawn with --seed), "
                              "rescaled: the paper's subsampling with 0.1; default exact")
