@@ -213,7 +213,7 @@ def _tsne_panels(records: list[RunRecord], methods: list[str], seed: int, settin
     labels, names = eval_set.labels[keep], any_run.data["labels"]
     lp_run = next((r for r in runs.values() if r.config.uses_lp), None)
     pre_head = lp_run.head("lp")[0] if lp_run else any_run.head("init")[0]
-    inputs = [(None, "LP" if lp_run else "initial",
+    inputs: list[tuple[str | None, str, np.ndarray, np.ndarray]] = [(None, "LP" if lp_run else "initial",
                run_features(any_run, eval_set, "pretrained", settings.cache, device=settings.device)[keep], pre_head)]
     for m in methods:
         if m != "lp" and m in runs:

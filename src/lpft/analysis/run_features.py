@@ -52,7 +52,9 @@ def encode_examples(record: RunRecord, name: str, examples: list[Example]) -> Ev
     """Tokenise ``examples`` exactly as the run tokenised its own data (its model's tokenizer, its max length)."""
     if not examples:
         raise DataError(f"evaluation set {name!r} has no examples")
-    return EvalSet(name, encode(load_tokenizer(record.config.model), examples, record.config.max_length))
+    max_length = record.config.max_length
+    assert max_length is not None, "a run's recorded config is resolved (its max length set)"
+    return EvalSet(name, encode(load_tokenizer(record.config.model), examples, max_length))
 
 
 def run_split(record: RunRecord, split: str, data_dir: str | None = None) -> EvalSet:

@@ -242,7 +242,8 @@ def run_rows(records: list[RunRecord], labeller: Labeller, features: dict[str, R
     from ..analysis.calibration import calibration_report
     from ..analysis.run_features import final_head
 
-    rows, sizes = [], {}
+    rows: list[dict] = []
+    sizes: dict[tuple, int | None] = {}
     for record in tqdm(records, desc="claims: runs", unit="run", disable=len(records) < 10):
         cfg = _config(record)
         if cfg.get("head_norm") is not None or cfg.get("head_scale") is not None:
@@ -264,8 +265,8 @@ def run_rows(records: list[RunRecord], labeller: Labeller, features: dict[str, R
                 val_logits, val_labels = record.logits("validation")
                 cal = (calibrations or {}).get(str(record.path.resolve())) or calibration_report(
                     val_logits, val_labels, test_logits, test_labels)
-                for k in ("mce", "ece"):
-                    row[f"{k}_before"], row[f"{k}_after"] = 100 * cal[f"{k}_before"], 100 * cal[f"{k}_after"]
+                row["mce_before"], row["mce_after"] = 100 * cal["mce_before"], 100 * cal["mce_after"]
+                row["ece_before"], row["ece_after"] = 100 * cal["ece_before"], 100 * cal["ece_after"]
                 row["mce_bin_before"] = _mce_bin(test_logits, test_labels)
                 row["mce_bin_after"] = _mce_bin(test_logits, test_labels, cal["temperature"])
                 row["n_validation"] = len(val_labels)

@@ -74,7 +74,7 @@ def verdict(interval: Interval, margin: float, larger: bool = True) -> str:
     the interval lies above it, fails if it lies below, else inconclusive; reversed for ``larger=False``."""
     if interval.n == 0:
         return NO_DATA
-    if interval.lo is None:
+    if interval.lo is None or interval.hi is None:
         return INCONCLUSIVE
     above, below = interval.lo > margin, interval.hi < margin
     if larger:
@@ -419,8 +419,8 @@ def claim5(sweep_rows: list[dict], optimizer: str, decides: bool = True) -> tupl
     per_seed = []
     for (task, method, seed), pts in curves.items():
         m = monotonicity([p["start_norm"] for p in pts], [p["change"] for p in pts])
-        m["distinct_norms"] = len({round(float(p["start_norm"]), 12) for p in pts})
-        per_seed.append({"task": task, "method": method, "seed": seed, "optimizer": optimizer, **m})
+        per_seed.append({"task": task, "method": method, "seed": seed, "optimizer": optimizer, **m,
+                         "distinct_norms": len({round(float(p["start_norm"]), 12) for p in pts})})
     out = []
     for task, method in dict.fromkeys((r["task"], r["method"]) for r in per_seed):
         mine = [r for r in per_seed if r["task"] == task and r["method"] == method]
@@ -496,7 +496,7 @@ def claim6(runs: list[dict], paper_table3: dict | None = None) -> list[Statistic
                         stat.verdict = UNINFORMATIVE
                 else:
                     stat.add_note(f"the split has fewer than {CLAIM6_MIN_VALIDATION}")
-        bins = [r.get(k) for r in mine for k in ("mce_bin_before", "mce_bin_after") if r.get(k) is not None]
+        bins = [b for r in mine for k in ("mce_bin_before", "mce_bin_after") if (b := r.get(k)) is not None]
         if bins:
             stat.add_note(f"{sum(b < SMALL_BIN for b in bins)} of {len(bins)} MCEs from a bin of < {SMALL_BIN} "
                           "examples")

@@ -15,6 +15,7 @@ from ..report import paper
 from . import rules as C
 from .collect import (
     Labeller,
+    RunFeatures,
     _config,
     analysis_calibrations,
     analysis_features,
@@ -73,7 +74,7 @@ class ClaimsResult(TypedDict):
     curves: list[dict]
     pairs: list[dict]
     lp_path_rows: list[dict]
-    lp_paths: dict[str, dict]
+    lp_paths: dict[str, C.LpNormPath]
     tasks: list[str]
     gates: dict[tuple[str, str], str]
 
@@ -110,16 +111,13 @@ def compute(out: Path | Sequence[Path], tasks: list[str] | None = None, data_dir
     for r in records:
         if _config(r).get("head_norm") is None and _config(r).get("head_scale") is None:
             labeller.add(_config(r))
-    features: dict[str, dict] = {}
-    for root in roots:
-        for folder, entry in feature_rows(root).items():
+    features: dict[str, RunFeatures] = {}
+    for source in [feature_rows(root) for root in roots] + [analysis_features(analyses)]:  # a study's analyses last
+        for folder, entry in source.items():  # later statistics replace earlier ones; OOD rows accumulate
             merged = features.setdefault(folder, {})
-            merged.update({k: v for k, v in entry.items() if k != "ood_rows"})
-            merged.setdefault("ood_rows", []).extend(entry.get("ood_rows", []))
-    for folder, entry in analysis_features(analyses).items():  # merged last, as the report folder was
-        merged = features.setdefault(folder, {})
-        merged.update({k: v for k, v in entry.items() if k != "ood_rows"})
-        merged.setdefault("ood_rows", []).extend(entry.get("ood_rows", []))
+            ood_rows = merged.get("ood_rows", []) + entry.get("ood_rows", [])
+            merged.update(entry)
+            merged["ood_rows"] = ood_rows
     runs = run_rows(records, labeller, features, data_dir, cache_dir, calibrations=analysis_calibrations(analyses))
     found = {str(f.resolve()): (f, s) for root in roots for f, s in ntk_folders(root)}
     folders = [(f, s) for f, s in found.values() if not tasks or s["task"] in tasks]
@@ -155,8 +153,8 @@ def compute(out: Path | Sequence[Path], tasks: list[str] | None = None, data_dir
     def gated(results):
         return C.apply_gate(results, gates)
 
-    edge = {t: r["chosen_C"] for t, r in path_results.items() if r.get("chosen_C") is not None
-            and r.get("path") and r["chosen_C"] in (r["path"][0]["C"], r["path"][-1]["C"])}
+    edge = {t: c for t, r in path_results.items() if (c := r.get("chosen_C")) is not None
+            and r.get("path") and c in (r["path"][0]["C"], r["path"][-1]["C"])}
     add(1, gated(C.claim1(runs, paper.TABLE8)), [("LP-FT − FT test metric (points), ID", 1)])
     add(2, gated(C.claim2(runs, paper.TABLE1)), [("Diff(F) / CS(F) of FT, LP-FT, LoRA, LP-LoRA", 2)])
     add(3, gated(C.claim3(runs, paper.TABLE1, edge)), [("log2 Norm(C) growth, LP − FT", 3)])

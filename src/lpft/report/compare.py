@@ -60,7 +60,7 @@ def _by_method(rows: list[dict], methods: list[str]) -> dict[str, list[dict]]:
 def _summary(groups: dict[str, list[dict]], keys: list[str]) -> list[dict]:
     out = []
     for method, group in groups.items():
-        entry = {"method": method}
+        entry: dict[str, str | float | int | None] = {"method": method}
         for key in keys:
             mean, std, n = mean_std(r.get(key) for r in group)
             entry.update({f"{key}_mean": mean, f"{key}_std": std, f"{key}_n": n})

@@ -135,7 +135,8 @@ def plot_tsne(titles: Sequence[str], panels: Sequence[TsnePanel], path) -> Path:
         ax = fig.add_subplot(1, len(panels), i + 1)
         pts, heads, y = panel.points, panel.head_points, np.asarray(panel.labels)
         for c, name in enumerate(panel.label_names):  # points above the stars: a head row can sit on its own cluster
-            ax.scatter(*pts[y == c].T, s=8, color=colors[c], alpha=0.7, label=str(name), zorder=3)
+            xs, ys = pts[y == c].T
+            ax.scatter(xs, ys, s=8, color=colors[c], alpha=0.7, label=str(name), zorder=3)
         for c, (hx, hy) in enumerate(heads):
             ax.scatter(hx, hy, s=250, marker="*", color=colors[c], edgecolor="black", linewidth=1, alpha=0.6,
                        label="head rows" if c == 0 else None, zorder=2)

@@ -89,16 +89,15 @@ def write_study_report(final: str | Path, analyses: list[TaskAnalysis], info: di
         ntk_rows = []
         for task in tasks:
             md += [f"## {task}", ""]
-            a = next((a for a in analyses if a.task == task), None)
-            if a is not None:
-                primary = a.metric_names[0]
-                task_methods = a.methods
+            analysis = next((a for a in analyses if a.task == task), None)
+            if analysis is not None:
+                primary, task_methods, rows = analysis.metric_names[0], analysis.methods, analysis.rows
                 md += [markdown_table([""] + [LABEL[m] for m in task_methods], [
-                    [f"{split} {name} (%)"] + [fmt_mean_std((r[f"{split}_{name}"] for r in a.rows if r["method"] == m),
+                    [f"{split} {name} (%)"] + [fmt_mean_std((r[f"{split}_{name}"] for r in rows if r["method"] == m),
                                                             fmt_percent) for m in task_methods]
-                    for split in ("test", "validation") for name in a.metric_names]), "",
+                    for split in ("test", "validation") for name in analysis.metric_names]), "",
                     f"Full report (feature statistics, head norms, calibration, dynamics, t-SNE): "
-                    f"[{task}/report.md]({task}/report.md). {sum(r['reused'] for r in a.rows)} of {len(a.rows)} runs "
+                    f"[{task}/report.md]({task}/report.md). {sum(r['reused'] for r in rows)} of {len(rows)} runs "
                     f"reused; primary metric {primary}.", ""]
             if task in sweeps:
                 sw = sweeps[task]
