@@ -739,10 +739,11 @@ def test_ntk_memory_budget_takes_units(tmp_path, capsys, no_model_loading):
 
 @pytest.mark.parametrize("text, size", [("67108864", 2**26), ("1.5GiB", 3 * 2**29), ("4 GB", 4 * 10**9),
                                         ("512mib", 2**29), ("2kB", 2000)])
-def test_byte_size_reads_decimal_and_binary_units(text, size):
+def test_sizes_read_decimal_and_binary_units(text, size):
     from lpft.commands._options import byte_size
+    from lpft.config import parse_size
 
-    assert byte_size(text) == size
+    assert byte_size(text) == parse_size(text) == size
 
 
 def test_disk_full_in_a_report_or_study_folder_is_one_line(tmp_path):

@@ -17,11 +17,31 @@ import argparse
 import ast
 import dataclasses
 import inspect
+import re
 import textwrap
 import typing
 from functools import lru_cache
 
 from .errors import ConfigError as ConfigError  # re-exported (defined in lpft.errors)
+
+_SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
+
+
+def parse_size(value: str | int) -> int:
+    """A size in bytes from an integer or a number with a unit (decimal kB / MB / GB, binary KiB / MiB / GiB);
+    ``ValueError`` names what was expected.
+
+    >>> parse_size("1.5GiB"), parse_size("4 GB"), parse_size("67108864"), parse_size(2**30)
+    (1610612736, 4000000000, 67108864, 1073741824)
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([a-zA-Z]*)\s*", str(value))
+    unit = _SIZE_UNITS.get(match.group(2).lower() or "b") if match else None
+    if match is None or unit is None:
+        raise ValueError(f"{value!r} is not a size: expected bytes or a number with a unit (kB, MB, GB, KiB, MiB, "
+                         "GiB)")
+    return int(float(match.group(1)) * unit)
 
 
 @lru_cache(maxsize=None)

@@ -212,3 +212,30 @@ def test_ntk_sketch_option(two_tasks, tmp_path):
     path.write_text(path.read_text().replace("sketch = 4096", "sketch = 0"))
     with pytest.raises(ConfigError, match="--sketch must be >= 1"):
         plan(load_study(path)[0])
+
+
+@pytest.mark.parametrize("value, expected", [("1610612736", 1610612736), ('"1.5GiB"', 1610612736),
+                                             ('"3 GB"', 3 * 10**9), ('"lots"', None), ("true", None), ("1.5", None)])
+def test_ntk_memory_budget_in_a_study_file(two_tasks, tmp_path, value, expected):
+    """`memory_budget` in [[ntk]]: bytes, or a size with a unit as `lpft ntk --memory-budget` takes it."""
+    path = tmp_path / "s.toml"
+    path.write_text(study_toml(two_tasks, "m", extra=f'\n[[ntk]]\nmethods = ["ft"]\nmemory_budget = {value}\n'))
+    if expected is None:
+        with pytest.raises(ConfigError, match=r"memory_budget in \[ntk\] must be bytes or a size such as"):
+            load_study(path)
+    else:
+        assert load_study(path)[0].ntk[0].memory_budget == expected
+
+
+def test_docs_study_example_names_every_ntk_key():
+    """docs/study.md's example study file is valid TOML and its [ntk] table lists every key a study file takes."""
+    import dataclasses
+    import re
+
+    from lpft.study.spec import NtkSpec
+
+    tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "study.md").read_text()
+    (block,) = re.findall(r"```toml\n(.*?)```", text, re.S)
+    assert set(tomllib.loads(block)["ntk"]) == {f.name for f in dataclasses.fields(NtkSpec)}

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import re
 from typing import Callable
 
-from ..config import ConfigError, add_config_arguments, config_from_args, field_docs
+from ..config import ConfigError, add_config_arguments, config_from_args, field_docs, parse_size
 from ..methods.config import RunConfig
 from ..study.spec import STUDY_SKIPS  # run options a study sets itself, per run (a sweep also sets the head norm)
 
@@ -27,21 +26,13 @@ def parse_list(value: str | list[str], option: str, kind: Callable = str, what: 
     return out
 
 
-_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
-
-
 def byte_size(value: str) -> int:
-    """An argparse ``type`` for sizes: bytes, or a number with a unit (decimal kB / MB / GB, binary KiB / MiB / GiB).
-
-    >>> byte_size("1.5GiB"), byte_size("4 GB"), byte_size("67108864")
-    (1610612736, 4000000000, 67108864)
-    """
-    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?)\s*([a-zA-Z]*)\s*", value)
-    unit = _UNITS.get(match.group(2).lower() or "b") if match else None
-    if unit is None:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a size: expected bytes or a number with a unit "
-                                         "(kB, MB, GB, KiB, MiB, GiB)")
-    return int(float(match.group(1)) * unit)
+    """argparse ``type`` of size options (``--memory-budget 1.5GiB``): :func:`lpft.config.parse_size`, its message
+    kept whole (argparse replaces a ValueError's message with its own "invalid value")."""
+    try:
+        return parse_size(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def add_study_arguments(parser: argparse.ArgumentParser, multi_task: bool = False) -> None:

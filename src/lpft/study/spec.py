@@ -36,7 +36,7 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import ConfigError
+from ..config import ConfigError, parse_size
 from ..methods.config import METHODS, RunConfig
 from ..workspace import Workspace as Workspace  # re-exported (defined in lpft.workspace)
 from ..workspace import cache_option
@@ -168,6 +168,18 @@ class _Reader:
             return default
         return _check_type(self.table[key], kind, lambda what: self.error(key, what))
 
+    def size(self, key: str, default=None) -> int | None:
+        """Bytes: an integer or a string with a unit ("1.5GiB", lpft.config.parse_size)."""
+        if key not in self.table:
+            return default
+        value = self.table[key]
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise self.error(key, 'bytes or a size such as "1.5GiB"')
+        try:
+            return parse_size(value)
+        except ValueError:
+            raise self.error(key, 'bytes or a size such as "1.5GiB"') from None
+
     def list(self, key: str, kind, default=None):
         if key not in self.table:
             return default
@@ -272,7 +284,7 @@ def load_study(path: str | Path, **location) -> tuple[StudySpec, Workspace]:
                       seeds=r.list("seeds", int), n_train=r.get("n_train", int, defaults.n_train),
                       n_test=r.get("n_test", int, defaults.n_test), sample=r.get("sample", str, defaults.sample),
                       kernel_scaling=r.get("kernel_scaling", str, defaults.kernel_scaling),
-                      memory_budget=r.get("memory_budget", int),
+                      memory_budget=r.size("memory_budget"),
                       embedding_fraction=r.get("embedding_fraction", float),
                       predict=r.get("predict", bool, True), predict_optimizer=r.get("predict_optimizer", str, "adamw"),
                       predict_dropout=r.get("predict_dropout", bool, True),
