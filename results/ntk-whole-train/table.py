@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from lpft.claims.rules import paired_interval, t_interval
-from lpft.io import read_json, write_json
+from lpft.io import atomic_path, environment_info, git_revision, read_json, shown_path, write_json
 
 HERE = Path(__file__).resolve().parent
 TASKS = ("bbc-news", "sst2", "cb")
@@ -28,7 +28,7 @@ def collect(out: Path) -> list[dict]:
         rows.append({"task": s["task"], "method": s["method"], "seed": s["seed"], "n_train": s["n_train"],
                      "n_test": s["n_test"], "train_split_size": s["train_split_size"], "sketch": s.get("sketch"),
                      "ft_ratio": s["ft_ratio"], "fn_P": s["kernels"]["P"]["frobenius"],
-                     "fn_F": s["kernels"]["F"]["frobenius"], "folder": str(path.parent)})
+                     "fn_F": s["kernels"]["F"]["frobenius"], "folder": shown_path(path.parent)})
     return rows
 
 
@@ -87,6 +87,30 @@ def table(rows: list[dict]) -> tuple[str, list[dict]]:
     return "\n".join(lines), summary
 
 
+def figure(summary: list[dict], path: Path) -> None:
+    """Each seed's FT ratio (a dot), FT and LP-FT side by side per task, the mean as a bar."""
+    from lpft.report.figures import new_figure, save_png
+
+    tasks = [t for t in TASKS if any(r["task"] == t and r["method"] == "ft" for r in summary)]
+    fig = new_figure(figsize=(1.8 + 1.6 * len(tasks), 3.6))
+    ax = fig.add_subplot(1, 1, 1)
+    for k, (method, color) in enumerate((("ft", "C0"), ("lp-ft", "C1"))):
+        for i, task in enumerate(tasks):
+            row = next((r for r in summary if r["task"] == task and r["method"] == method), None)
+            if row is None:
+                continue
+            x = i + (k - 0.5) * 0.36
+            ax.bar(x, row["mean"], width=0.32, color=color, alpha=0.35, label=method.upper() if i == 0 else None)
+            ax.scatter([x] * len(row["ft_ratio"]), row["ft_ratio"], color=color, s=14, zorder=3)
+    labels = [f"{t}\nN = {next(r['n_train'] for r in summary if r['task'] == t and 'n_train' in r)}"
+              f"{' (exact)' if any(r['task'] == t and r.get('kernel') == 'exact' for r in summary) else ''}"
+              for t in tasks]
+    ax.set(xticks=range(len(tasks)), xticklabels=labels, ylim=(0, 1.05), ylabel="FT ratio",
+           title="FT ratio at the start of fine-tuning, whole LP train set")
+    ax.legend(loc="lower right", fontsize=8)
+    save_png(fig, path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("out", type=Path, help="the --out of run.sh (default there: runs/ntk-whole-train)")
@@ -95,10 +119,14 @@ def main() -> None:
     rows = collect(args.out)
     md, summary = table(rows)
     print(md)
-    if args.write:
-        (args.write / "table.md").write_text(md + "\n")
+    if args.write:  # each file written whole or not at all (lpft.io.atomic_path)
+        with atomic_path(args.write / "table.md") as tmp:
+            tmp.write_text(md + "\n")
         write_json(args.write / "table.json", {"rows": rows, "summary": summary,
-                                               "note": "descriptive; FT ratio as in lpft.ntk.ft_ratio"})
+                                               "note": "descriptive; FT ratio as in lpft.ntk.ft_ratio",
+                                               "git_revision": git_revision(HERE), "environment": environment_info()})
+        if summary:
+            figure(summary, args.write / "ft_ratio.png")
 
 
 if __name__ == "__main__":

@@ -38,9 +38,13 @@ def test_ntk_end_to_end_consistent_and_reused(toy_csv, tiny_bert_dir, tmp_path, 
     folder = only_folder(out)
     assert folder.name.startswith("lp-ft-seed0-n8x6-")
     for name in ("meta.json", "P_train.npy", "F_train.npy", "P_test.npy", "F_test.npy", "stats.json", "summary.md",
-                 "spectrum.png", "pair_norms.png"):
+                 "spectrum.png", "pair_norms.png", "environment.json"):
         assert (folder / name).is_file(), name
     stats = json.loads((folder / "stats.json").read_text())
+    # provenance, as a run folder records it: the whole start config, package versions, git revision, command line
+    assert stats["config"]["method"] == "lp-ft" and stats["config"]["lr"] > 0 and stats["config"]["max_length"]
+    environment = json.loads((folder / "environment.json").read_text())
+    assert environment["packages"]["torch"].startswith("2.") and "git_revision" in environment and "argv" in environment
     C, N, h = stats["num_labels"], stats["n_train"], 32
     assert (C, N, stats["n_test"]) == (2, 8, 6)
     # a seeded random sample (36 train rows: the first 90 % of the file; 40 test rows), not the first N

@@ -186,7 +186,7 @@ def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, log=print) -> Path:
     import numpy as np
 
     from ..config import ConfigError
-    from ..io import write_json
+    from ..io import environment_info, write_json
     from ..model import extract
     from ..ntk import compute_kernels_to_dir, frobenius_norm, ft_ratio, kernel_regression, numerical_rank, residuals
     from ..ntk.report import PAPER_CB, make_plots, summary_markdown
@@ -279,7 +279,9 @@ def compute_ntk(cfg: RunConfig, s: NtkSpec, ws: Workspace, log=print) -> Path:
                                                eval_batch_size=cfg.eval_batch_size, dropout=s.predict_dropout,
                                                max_grad_norm=cfg.max_grad_norm, data_order=cfg.data_order)
     stats["settings"] = kernel_settings(s)
+    stats["config"] = dataclasses.asdict(cfg)  # the whole run config of the start (lr, batch size, max length...)
     stats["seconds"] = time.perf_counter() - started
+    write_json(folder / "environment.json", environment_info())  # package versions, git revision, command line
     make_plots(k, train.labels, C, folder, labels, title=f"{cfg.method.upper()} on {cfg.task}")
     (folder / "summary.md").write_text(summary_markdown(stats, paper=PAPER_CB if cfg.task == "cb" else None))
     write_json(folder / "stats.json", stats)  # last: its presence marks a finished eNTK
