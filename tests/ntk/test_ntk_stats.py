@@ -131,3 +131,21 @@ def test_kernel_regression_is_the_authors_solver_on_the_raw_kernel():
     assert (a.entry_train, a.argmax_train) == (b.entry_train, b.argmax_train)
     with pytest.raises(ValueError, match="kernel scaling 'unit'"):
         kernel_regression(K, y, num_labels=C, scaling="unit")
+
+
+@pytest.mark.parametrize("kind", ["psd", "symmetric indefinite", "rank deficient", "not symmetric", "rectangular"])
+def test_singular_values_equal_the_svd(kind):
+    """The fast path (eigvalsh of a symmetric kernel) against the obviously correct one (the SVD), float64."""
+    from lpft.ntk.stats import is_symmetric, singular_values
+
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((40, 25))
+    K = {"psd": A @ A.T, "symmetric indefinite": A[:, :20] @ A[:, :20].T - A[:, 20:] @ A[:, 20:].T,
+         "rank deficient": np.kron(A[:8] @ A[:8].T, np.eye(3)), "not symmetric": A @ rng.standard_normal((25, 40)),
+         "rectangular": A}[kind]
+    assert is_symmetric(K, rows_per_step=7) == (kind not in ("not symmetric", "rectangular"))
+    s = singular_values(K)
+    np.testing.assert_allclose(s, np.linalg.svd(K, compute_uv=False), rtol=0, atol=1e-10 * s[0])
+    assert np.all(np.diff(s) <= 0)
+    assert numerical_rank(K) == np.linalg.matrix_rank(K, tol=np.linalg.svd(K, compute_uv=False)[0]
+                                                          * max(K.shape) * RANK_EPS)

@@ -529,7 +529,9 @@ def scalar_fit_residual(A, B) -> float:
 
 def normalised_spectrum(K) -> np.ndarray:
     """Singular values in decreasing order divided by the largest."""
-    s = np.linalg.svd(np.asarray(K, dtype=np.float64), compute_uv=False)
+    from ..ntk.stats import singular_values  # (here, not at the top: lpft.ntk imports torch)
+
+    s = singular_values(K)
     if s[0] == 0:
         raise ValueError("zero kernel: no normalised spectrum")
     return s / s[0]

@@ -16,10 +16,12 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .stats import singular_values
+
 
 def normalized_spectrum(K: np.ndarray) -> np.ndarray:
     """Singular values divided by the largest (descending)."""
-    s = np.linalg.svd(np.asarray(K, np.float64), compute_uv=False)
+    s = singular_values(K)
     return s / s[0] if s.size and s[0] > 0 else s
 
 

@@ -38,9 +38,36 @@ def residuals(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return (onehot - p).reshape(-1)
 
 
+def is_symmetric(K: np.ndarray, rtol: float = 1e-12, rows_per_step: int = 1024) -> bool:
+    """Whether square ``K`` equals its transpose to ``rtol`` of its largest entry; checked in row blocks, so no
+    temporary of K's size is made (a whole-train-set kernel is hundreds of MB)."""
+    if K.ndim != 2 or K.shape[0] != K.shape[1]:
+        return False
+    tol = rtol * float(np.abs(K).max()) if K.size else 0.0
+    return all(np.abs(K[i:i + rows_per_step] - K[:, i:i + rows_per_step].T).max(initial=0.0) <= tol
+               for i in range(0, K.shape[0], rows_per_step))
+
+
+def singular_values(K: np.ndarray) -> np.ndarray:
+    """Singular values of ``K`` in decreasing order (float64).
+
+    A symmetric ``K`` — every train x train kernel — goes through ``eigvalsh``: its singular values are its
+    eigenvalues' absolute values, and the symmetric solver is ~5x faster than an SVD (n = 3000 on 2 cores: 4.4 s
+    against 20.8 s; at a whole-train-set n = 8900 the three spectra of an eNTK folder took ~25 min by SVD). Tested
+    against ``np.linalg.svd`` (tests/ntk/test_ntk_stats.py). Any other matrix: the SVD.
+
+    >>> singular_values(np.array([[2.0, 0.0], [0.0, -3.0]]))
+    array([3., 2.])
+    """
+    K = np.asarray(K, np.float64)
+    if K.size and is_symmetric(K):
+        return np.sort(np.abs(np.linalg.eigvalsh(K)))[::-1]
+    return np.linalg.svd(K, compute_uv=False)
+
+
 def numerical_rank(K: np.ndarray, rtol: float | None = None) -> int:
     """Number of singular values above ``sigma_max * rtol``; default ``rtol = max(K.shape) * RANK_EPS``."""
-    s = np.linalg.svd(np.asarray(K, np.float64), compute_uv=False)
+    s = singular_values(K)
     if s.size == 0 or s[0] == 0:
         return 0
     rtol = max(K.shape) * RANK_EPS if rtol is None else rtol
