@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "largest train entry (max; deviation)")
     parser.add_argument("--memory-budget", type=byte_size, default=None, metavar="SIZE",
                         help="memory for gradient blocks (and a sketch's projections): bytes or e.g. 1.5GiB, at "
-                             "least 64 MiB (unset: 3 GiB); the process peaks ~1.4 GiB above it (model, PyTorch)")
+                             "least 64 MiB (unset: 3 GiB); the process peaks 1.4-1.8 GiB above it (model, PyTorch)")
     parser.add_argument("--embedding-fraction", type=float, default=None,
                         help="keep this fraction of the word-embedding parameters (entries, drawn with --seed), "
                              "rescaled: the paper's subsampling with 0.1; default exact")
