@@ -97,29 +97,23 @@ def _finish(start, out: dict) -> dict:
     return out
 
 
-def _budget() -> dict:
-    # the parent's --memory-budget reaches the worker through the environment (the worker's argv stays (kind, n))
-    budget = os.environ.get("LPFT_BENCH_MEMORY_BUDGET")
-    return {"memory_budget": int(budget)} if budget else {}
-
-
-def worker_ours(n: int, save: str) -> dict:
+def worker_ours(n: int, save: str, budget: int | None = None) -> dict:
     from lpft.ntk import compute_kernels
 
     clf, rows = _model_and_rows(n)
     start = _usage()
-    k = compute_kernels(clf, rows, **_budget())
+    k = compute_kernels(clf, rows, **({"memory_budget": budget} if budget else {}))
     out = _finish(start, {"n": len(rows)})
     np.save(save, k.F_train)
     return out
 
 
-def worker_sketch(n: int, save: str, dim: int) -> dict:
+def worker_sketch(n: int, save: str, dim: int, budget: int | None = None) -> dict:
     from lpft.ntk import compute_kernels
 
     clf, rows = _model_and_rows(n)
     start = _usage()
-    k = compute_kernels(clf, rows, sketch=dim, sketch_seed=0, **_budget())
+    k = compute_kernels(clf, rows, sketch=dim, sketch_seed=0, **({"memory_budget": budget} if budget else {}))
     out = _finish(start, {"n": len(rows), "sketch": dim})
     if n <= 250:
         np.save(save, k.F_train)
@@ -199,11 +193,13 @@ WORKERS = {"ours": worker_ours, "authors": worker_authors, "reference": worker_r
            "sketch": worker_sketch}
 
 
-def run_worker(kind: str, n: int, folder: str, sketch: int | None = None) -> dict:
+def run_worker(kind: str, n: int, folder: str, sketch: int | None = None, budget: int | None = None) -> dict:
     save = os.path.join(folder, f"{kind}_{n}.npy")
     cmd = [sys.executable, __file__, "--worker", kind, "--n", str(n), "--save", save]
     if sketch is not None:
         cmd += ["--sketch", str(sketch)]
+    if budget is not None:
+        cmd += ["--memory-budget", str(budget)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"worker {kind} N={n} failed:\n{proc.stderr[-3000:]}")
@@ -245,12 +241,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--save", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.memory_budget is not None:
-        if args.memory_budget <= 0:
-            ap.error(f"--memory-budget: expected a positive number of bytes, got {args.memory_budget}")
-        os.environ["LPFT_BENCH_MEMORY_BUDGET"] = str(args.memory_budget)
+    if args.memory_budget is not None and args.memory_budget <= 0:
+        ap.error(f"--memory-budget: expected a positive number of bytes, got {args.memory_budget}")
     if args.worker:
-        extra = (args.sketch,) if args.worker == "sketch" else ()
+        extra = {"sketch": (args.sketch, args.memory_budget), "ours": (args.memory_budget,)}.get(args.worker, ())
         print(json.dumps(WORKERS[args.worker](args.n, args.save, *extra)))
         return
     if args.sketch_only:
@@ -263,7 +257,8 @@ def main() -> None:
     load0 = f"{os.getloadavg()[0]:.1f}"
     with tempfile.TemporaryDirectory() as folder:
         print("running (each line is one subprocess)...", flush=True)
-        ours = {n: run_worker("ours", n, folder) for n in sorted(set(args.sizes + [args.reference_samples]))}
+        ours = {n: run_worker("ours", n, folder, budget=args.memory_budget)
+                for n in sorted(set(args.sizes + [args.reference_samples]))}
         floor = {n: run_worker("floor", n, folder) for n in args.sizes}
         authors = run_worker("authors", args.authors_samples, folder)
         ref = run_worker("reference", args.reference_samples, folder)
@@ -349,11 +344,12 @@ def sketch_rows(args) -> None:
     budget = args.memory_budget or "default (3 GiB)"
     with tempfile.TemporaryDirectory() as folder:
         print("running (each line is one subprocess)...", flush=True)
-        exact = {n: run_worker("ours", n, folder) for n in args.sketch_sizes if n <= 250 and not args.no_exact}
+        exact = {n: run_worker("ours", n, folder, budget=args.memory_budget)
+                 for n in args.sketch_sizes if n <= 250 and not args.no_exact}
         rounds: dict[int, list[dict]] = {n: [] for n in args.sketch_sizes}
         for _ in range(args.rounds):
             for n in args.sketch_sizes:
-                rounds[n].append(run_worker("sketch", n, folder, args.sketch))
+                rounds[n].append(run_worker("sketch", n, folder, args.sketch, args.memory_budget))
         err = {n: float(np.linalg.norm(np.load(rounds[n][0]["save"]) - np.load(e["save"]))
                         / np.linalg.norm(np.load(e["save"]))) for n, e in exact.items()}
     print()
