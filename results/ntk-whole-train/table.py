@@ -102,9 +102,8 @@ def figure(summary: list[dict], path: Path) -> None:
             x = i + (k - 0.5) * 0.36
             ax.bar(x, row["mean"], width=0.32, color=color, alpha=0.35, label=method.upper() if i == 0 else None)
             ax.scatter([x] * len(row["ft_ratio"]), row["ft_ratio"], color=color, s=14, zorder=3)
-    labels = [f"{t}\nN = {next(r['n_train'] for r in summary if r['task'] == t and 'n_train' in r)}"
-              f"{' (exact)' if any(r['task'] == t and r.get('kernel') == 'exact' for r in summary) else ''}"
-              for t in tasks]
+    ft = {r["task"]: r for r in summary if r["method"] == "ft"}  # the FT row names each task's N and kernel
+    labels = [f"{t}\nN = {ft[t]['n_train']}{' (exact)' if ft[t]['kernel'] == 'exact' else ''}" for t in tasks]
     ax.set(xticks=range(len(tasks)), xticklabels=labels, ylim=(0, 1.05), ylabel="FT ratio",
            title="FT ratio at the start of fine-tuning, whole LP train set")
     ax.legend(loc="lower right", fontsize=8)
