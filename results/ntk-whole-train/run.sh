@@ -2,7 +2,8 @@
 # The FT ratio on the whole LP train set (issue 18): sketched eNTKs (K = 2^14) at the start of fine-tuning, FT and
 # LP-FT, seeds 1-3, on BBC News (its whole train split, 1,780 examples, 5 classes, max_length 64) and SST-2 (a
 # stratified train subset of 900, the LP train set of these runs), then the exact CB kernels (N = 225, its whole train
-# split) for reference, then the table (table.md, table.json). One command, resumable: every `lpft ntk` reuses a
+# split) for reference, then the table (table.md, table.json, ft_ratio.png) and LP's stationarity per task
+# (stationarity.md / .json). One command, resumable: every `lpft ntk` reuses a
 # finished kernel and resumes an interrupted one, so after any interruption rerun the same command.
 #   bash results/ntk-whole-train/run.sh              # everything (hours on 2 CPU cores)
 #   bash results/ntk-whole-train/run.sh --table      # only the table, from what has finished
@@ -35,3 +36,7 @@ if [[ "${1:-}" != "--table" ]]; then
     done
 fi
 "$py" "$here/table.py" "$out" --write "$here"
+if [[ "${1:-}" != "--table" ]]; then
+    # the mechanism behind CB's lower LP-FT ratio: LP's stationarity measured on each task (a forward pass, ~2 min)
+    "$py" "$here/stationarity.py" "$out" --data-dir "$data" --write "$here"
+fi
