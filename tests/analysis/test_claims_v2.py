@@ -101,6 +101,17 @@ def test_v1_artifact_rank_cap_does_not_decide_claim4():
     assert C.combine(s.verdict for s in stats.values()) == C.HOLDS
 
 
+def test_claim4_sketched_kernels_have_no_rank_to_cap():
+    # a sketched F (lpft ntk --sketch) stores rank_F None: the FT ratio still decides, the rank row has no seeds
+    ntk = [{"task": "sst2", "method": m, "seed": s, "ft_ratio": r + 0.01 * s, "rank_P": 456, "rank_F": None,
+            "num_labels": 2, "n_train": 900, "train_available": 900}
+           for s in range(3) for m, r in (("ft", 0.38), ("lp-ft", 0.99))]
+    stats = {s.name: s for s in C.claim4(ntk)}
+    assert stats["FT ratio LP-FT − FT"].verdict == C.HOLDS
+    rank = stats["rank(F) − rank(P), LP-FT"]
+    assert rank.interval.n == 0 and "cap" not in rank.note
+
+
 # ------------------------------------------------------------------ claim 5
 def sweep(method, seeds, norms, change, task="sst2"):
     return [{"task": task, "method": method, "seed": s, "start_norm": v, "change": change(v, s)}
@@ -146,6 +157,8 @@ def test_claim6_temperature_needs_100_validation_examples_where_the_split_has_th
     mce, _ = C.claim6(calib("cb", 25, 25, bins=(3, 10)))
     assert mce.verdict == C.HOLDS and "the split has fewer than 100" in mce.note
     assert "6 of 12 MCEs from a bin of < 5 examples" in mce.note
+    mce, _ = C.claim6(calib("cb", 25, None))  # the split could not be read: no claim about its size
+    assert "the split's size is unknown" in mce.note and "the split has fewer" not in mce.note
     mce, _ = C.claim6(calib("rte", 100, 249))
     assert mce.verdict == C.HOLDS and "T fitted on 100 validation examples" in mce.note
 
@@ -205,6 +218,27 @@ def test_claim7_holds_for_a_scalar_multiple_on_the_query_value_part():
     assert stats[0].verdict == C.HOLDS and "F_FT over query,value" in stats[0].note
     assert [s.verdict for s in stats[1:]] == [C.SHOWN, C.SHOWN]
     assert all(r["residual"] < 0.01 < r["residual_whole"] for r in rows)
+    assert "against the whole-model F_FT" in stats[0].note
+
+
+def test_claim7_lp_pair_is_shown_apart_and_never_decides():
+    # both pairs per seed, as lpft claims collects them from an eNTK study of FT, LP-FT, LoRA and LP-LoRA: LoRA is a
+    # scalar multiple of FT, LP-LoRA unrelated to LP-FT. The verdict comes from LoRA vs FT on every seed.
+    n, c = 20, 2
+    rows = []
+    for s in range(4):
+        F_ft = kron_kernel(psd(n, 6, s), c, 5.0)
+        P = kron_kernel(psd(n, 5, 200 + s), c, 1.0)
+        rows.append({**C.kernel_pair_row("cb", s, 2.0 * F_ft, F_ft, P, num_labels=c), "pair": "lora vs ft"})
+        F_lpft = kron_kernel(psd(n, 6, 500 + s), c, 5.0)
+        unrelated = kron_kernel(psd(n, 6, 600 + s), c, 5.0)
+        rows.append({**C.kernel_pair_row("cb", s, unrelated, F_lpft, P, num_labels=c), "pair": "lp-lora vs lp-ft"})
+    stats = C.claim7(rows)
+    deciding = [st for st in stats if st.decides]
+    assert len(deciding) == 1 and deciding[0].verdict == C.HOLDS and deciding[0].interval.n == 4
+    lp = [st for st in stats if "LP-LoRA vs LP-FT" in st.name]
+    assert len(lp) == 3 and all(st.verdict == C.SHOWN and st.methods == ("lp-ft", "lp-lora") for st in lp)
+    assert lp[0].interval.mean < deciding[0].interval.mean  # its own numbers, not LoRA vs FT's
 
 
 # ------------------------------------------------------------------ shown paths

@@ -363,7 +363,9 @@ def claim4(ntk_rows: list[dict], paper_table2: dict | None = None) -> list[Stati
         for lp in ("lp-ft", "lp-lora"):
             paper = f"{p[lp]['rank_F'] - p['pretrained']['rank']:+d} ({p[lp]['rank_F']} vs {p['pretrained']['rank']})" \
                 if p else ""
-            mine = [r for r in rows if r["method"] == lp and r.get("num_labels") and r.get("n_train")]
+            # a sketched F has no rank (rank_F None): nothing to compare with the cap
+            mine = [r for r in rows if r["method"] == lp and r.get("num_labels") and r.get("n_train")
+                    and r.get("rank_F") is not None]
             caps = [(r["rank_F"], rank_cap(r["num_labels"], r["n_train"])) for r in mine]
             note = ""
             if caps:
@@ -494,8 +496,10 @@ def claim6(runs: list[dict], paper_table3: dict | None = None) -> list[Statistic
                                   f"{max(avail)}")
                     if stat.interval.n > 0:
                         stat.verdict = UNINFORMATIVE
-                else:
+                elif avail:
                     stat.add_note(f"the split has fewer than {CLAIM6_MIN_VALIDATION}")
+                else:  # the split could not be read (no --data-dir): say so rather than guess
+                    stat.add_note(f"fewer than {CLAIM6_MIN_VALIDATION}; the split's size is unknown (pass --data-dir)")
         bins = [b for r in mine for k in ("mce_bin_before", "mce_bin_after") if (b := r.get(k)) is not None]
         if bins:
             stat.add_note(f"{sum(b < SMALL_BIN for b in bins)} of {len(bins)} MCEs from a bin of < {SMALL_BIN} "
@@ -597,30 +601,44 @@ def kernel_pair_row(task: str, seed, F_lora, F_ft, P, num_labels: int = 1, F_ft_
 
 def claim7(pair_rows: list[dict]) -> list[Statistic]:
     """Rules v2: the centred scalar-fit residual of F_LoRA against a sample-permuted F_FT minus that against F_FT,
-    per seed, decides (holds if the CI lies above 0); v1's F_FT-vs-P baseline and the spectrum gap are shown."""
+    per seed, decides (holds if the CI lies above 0); v1's F_FT-vs-P baseline and the spectrum gap are shown. Rows
+    of the pair LP-LoRA vs LP-FT (``pair``) get the same statistics without a verdict; a row without ``pair`` is
+    LoRA vs FT. Each pair is its own statistic: mixing them would pair one seed's LoRA row with another pair's."""
     out = []
     for task in _tasks(pair_rows):
-        rows = [r for r in pair_rows if r["task"] == task]
-        parts = ", ".join(sorted({r.get("ft_part", "whole model") for r in rows}))
-
-        def seeds(key, rows=rows):
-            return {r["seed"]: r[key] for r in rows if r.get(key) is not None}
-
-        mean = {k: float(np.mean(list(seeds(k).values()))) if seeds(k) else float("nan")
-                for k in ("residual", "permuted_residual", "baseline_residual", "gap", "baseline_gap")}
-        out.append(_paired(7, task, "centred residual: permuted F_FT − F_FT (F_LoRA fitted by c·F_FT)",
-                           seeds("permuted_residual"), seeds("residual"), 0.0, paper="no number (Figure 4)",
-                           note=f"F_FT over {parts}; residual {mean['residual']:.4g} vs permuted "
-                                f"{mean['permuted_residual']:.4g} (means); a sample-permuted kernel keeps the "
-                                "spectrum but loses the pairing of samples, so it cannot be close by construction",
-                           methods=("ft", "lora")))
-        out.append(_paired(7, task, "centred residual: v1 baseline (F_FT vs P) − (F_LoRA vs F_FT)",
-                           seeds("baseline_residual"), seeds("residual"), 0.0, decides=False,
-                           note="v1 baseline: F_FT shares P's Kronecker form (V0V0ᵀ ≈ 0.154·I), not an unrelated pair",
-                           methods=("ft", "lora")))
-        out.append(_paired(7, task, "centred spectrum gap: v1 baseline (F_FT vs P) − (F_LoRA vs F_FT)",
-                           seeds("baseline_gap"), seeds("gap"), 0.0, decides=False,
-                           note=f"LoRA vs FT {mean['gap']:.4g}, F_FT vs P {mean['baseline_gap']:.4g} (means); a "
-                                "permuted kernel has the same spectrum, so no permuted baseline exists for it",
-                           methods=("ft", "lora")))
+        for pair in ("lora vs ft", "lp-lora vs lp-ft"):
+            rows = [r for r in pair_rows if r["task"] == task and r.get("pair", "lora vs ft") == pair]
+            if rows:
+                out.extend(_claim7_pair(task, rows, decides=pair == "lora vs ft",
+                                        methods=("ft", "lora") if pair == "lora vs ft" else ("lp-ft", "lp-lora")))
     return out
+
+
+def _claim7_pair(task: str, rows: list[dict], decides: bool, methods: tuple[str, str]) -> list[Statistic]:
+    parts = ", ".join(sorted({r.get("ft_part", "whole model") for r in rows}))
+    # the LP pair's names carry the pair; LoRA vs FT keeps the names its verdict has always had
+    tag = "" if decides else " [LP-LoRA vs LP-FT, shown]"
+
+    def seeds(key):
+        return {r["seed"]: r[key] for r in rows if r.get(key) is not None}
+
+    mean = {k: float(np.mean(list(seeds(k).values()))) if seeds(k) else float("nan")
+            for k in ("residual", "permuted_residual", "baseline_residual", "gap", "baseline_gap", "residual_whole")}
+    whole = (f"; against the whole-model F_FT {mean['residual_whole']:.4g}" if seeds("residual_whole") else "")
+    return [
+        _paired(7, task, "centred residual: permuted F_FT − F_FT (F_LoRA fitted by c·F_FT)" + tag,
+                seeds("permuted_residual"), seeds("residual"), 0.0, paper="no number (Figure 4)" if decides else "",
+                note=f"F_FT over {parts}; residual {mean['residual']:.4g} vs permuted "
+                     f"{mean['permuted_residual']:.4g} (means){whole}; a sample-permuted kernel keeps the "
+                     "spectrum but loses the pairing of samples, so it cannot be close by construction",
+                decides=decides, methods=methods),
+        _paired(7, task, "centred residual: v1 baseline (F_FT vs P) − (F_LoRA vs F_FT)" + tag,
+                seeds("baseline_residual"), seeds("residual"), 0.0, decides=False,
+                note="v1 baseline: F_FT shares P's Kronecker form (V0V0ᵀ ≈ 0.154·I), not an unrelated pair",
+                methods=methods),
+        _paired(7, task, "centred spectrum gap: v1 baseline (F_FT vs P) − (F_LoRA vs F_FT)" + tag,
+                seeds("baseline_gap"), seeds("gap"), 0.0, decides=False,
+                note=f"LoRA vs FT {mean['gap']:.4g}, F_FT vs P {mean['baseline_gap']:.4g} (means); a "
+                     "permuted kernel has the same spectrum, so no permuted baseline exists for it",
+                methods=methods),
+    ]
