@@ -20,6 +20,7 @@ from lpft.report.plots import plot_dynamics
 from lpft.report.tables import fmt_mean_std, fmt_number, fmt_percent, markdown_table, mean_std, read_csv, write_csv
 from lpft.runs import RunRecord
 from lpft.study import StudySpec, TaskSpec, Workspace, run_study, study_configs
+from lpft.study.spec import NtkSpec, SweepSpec
 
 # ---------------------------------------------------------------- helpers
 
@@ -131,6 +132,37 @@ def test_study_report_tests_the_claims_on_its_own_folders(toy_runs, toy_files, t
     ood = [s for s in stats if s["claim"] == "1" and "OOD" in s["statistic"]]
     # one seed gives no interval, and the toy runs sit at their majority class (rules v2's gate): never a firm verdict
     assert ood and all(s["n"] == "1" and s["verdict"] in ("inconclusive", "uninformative") for s in ood)
+
+
+def test_study_claims_read_its_norm_sweep_and_query_value_kernels(toy_runs, toy_files, tiny_bert_dir, toy_out,
+                                                                  toy_cache, tmp_path):
+    # the two readers only a v2-style study reaches: claim 5 from the study's own [norm_sweep] runs, claim 7 from
+    # eNTK folders with F over query / value (F_qv_train.npy) beside the whole-model F
+    base = toy_config(toy_files, tiny_bert_dir)
+    norms = (0.1, 1.0, 5.0, 10.0, 100.0)
+    spec = StudySpec(tasks=(TaskSpec("files", base),), methods=METHODS, seeds=(0,), report=tmp_path / "study",
+                     gd_max_steps=200, tsne_samples=20, claims=True,
+                     sweep=SweepSpec(methods=("ft", "lp-ft"), values=norms),
+                     ntk=(NtkSpec(n_train=12, n_test=6, predict=False, query_value=True),))
+    report = run_study(spec, Workspace(out=toy_out, cache_dir=toy_cache, device="cpu"), layout="study").report
+    stats = read_csv(report / "claims" / "claims.csv")
+    rho = {s["statistic"]: s for s in stats if s["claim"] == "5"}
+    # one seed: an interval needs more (and the toy runs sit at their majority class), but the 5-norm curve was read
+    for method in ("FT", "LP-FT"):
+        s = rho[f"Spearman rho(start norm, feature change), {method}, AdamW"]
+        assert s["n"] == "1" and s["verdict"] in ("inconclusive", "uninformative"), s  # n 0 without the sweep
+    c7 = [s for s in stats if s["claim"] == "7"]
+    decide = next(s for s in c7 if s["statistic"].startswith("centred residual: permuted F_FT − F_FT")
+                  and "LP-LoRA" not in s["statistic"])
+    assert decide["n"] == "1" and "F_FT over query,value" in decide["note"]
+    assert "against the whole-model F_FT" in decide["note"]
+    assert any("[LP-LoRA vs LP-FT, shown]" in s["statistic"] and s["verdict"] == "shown, no verdict" for s in c7), \
+        [(s["statistic"], s["verdict"]) for s in c7]
+    ratio = next(s for s in stats if s["claim"] == "4" and s["statistic"] == "FT ratio LP-FT − FT")
+    assert ratio["n"] == "1"
+    pairs = read_csv(report / "claims" / "kernel_pairs.csv")
+    assert {p["pair"] for p in pairs} == {"lora vs ft", "lp-lora vs lp-ft"}
+    assert all(not Path(p["folder_a"]).is_absolute() or str(toy_out) in p["folder_a"] for p in pairs)
 
 
 def test_an_interrupted_report_leaves_the_previous_one(toy_runs, toy_files, tiny_bert_dir, toy_out, toy_cache,
