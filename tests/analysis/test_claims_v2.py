@@ -256,3 +256,7 @@ def test_reports_name_folders_relative_to_their_repository(tmp_path):
     outside.mkdir()
     assert shown_path(outside) == str(outside.resolve())
     assert resolve_shown(str(outside), report) == outside
+    from lpft.io import _shown_arg  # results record the command line the same way
+
+    assert _shown_arg(str(run)) == "runs/study/cb/ft/x-seed1" and _shown_arg(str(outside)) == str(outside.resolve())
+    assert _shown_arg("--write") == "--write" and _shown_arg(str(repo / "missing")) == str(repo / "missing")
