@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Regenerate everything in results/ (report/, report/claims/) from a study file, by default the v2 study
-# results/study-v2.toml (STUDY=results/study.toml: the v1 study that made the committed report): one command,
-# resumable.
+# Regenerate everything in results/ (report/, report/claims/) from a study file, by default the committed v2 study
+# results/study.toml (STUDY=results/study-v1.toml: the v1 study, report-v1/): one command, resumable.
 # Finished runs and eNTKs under runs/paper-study-v2 are reused, an interrupted run resumes from its last checkpoint,
 # so after any interruption rerun the same command. Usage (from anywhere):
 #   bash results/regenerate.sh            # the study, its report and the seven claims
@@ -10,4 +9,4 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here/.."
-exec nice -n 10 "${LPFT_PYTHON:-python}" -m lpft study "${STUDY:-results/study-v2.toml}" "$@"
+exec nice -n 10 "${LPFT_PYTHON:-python}" -m lpft study "${STUDY:-results/study.toml}" "$@"

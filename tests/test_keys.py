@@ -16,7 +16,7 @@ from lpft.study import NtkSpec, Workspace, load_study, plan
 from lpft.study.jobs import NtkJob, TrainJob, kernel_settings
 
 REPO = Path(__file__).resolve().parents[1]
-V2 = {"epochs": 10, "max_length": 128}  # results/study-v2.toml's [run]
+V2 = {"epochs": 10, "max_length": 128}  # results/study.toml's [run] (the v2 study)
 
 
 @pytest.mark.parametrize("options, folder", [
@@ -66,7 +66,7 @@ def test_probe_and_feature_cache_names():
 def test_ntk_folders_keep_their_names():
     ft = RunConfig(task="cb", method="ft", seed=1, **V2).resolved()
     assert keys.ntk_folder(".", ft, 225, 56, DEFAULT_MEMORY_BUDGET, None, "random", None, None, True) == \
-        Path("cb/ntk/ft-seed1-n225x56-44a3706ddc")  # results/study-v2.toml's first eNTK
+        Path("cb/ntk/ft-seed1-n225x56-44a3706ddc")  # results/study.toml's first eNTK
     assert keys.ntk_folder(".", ft, 50, 56, DEFAULT_MEMORY_BUDGET, None, "random", 4096, None, False) == \
         Path("cb/ntk/ft-seed1-n50x56-f2c377a0d2")
     assert keys.ntk_sizes(ft, 250, 56, 225, 56) == (225, 56)
@@ -102,11 +102,14 @@ def test_a_finished_ntk_is_found_without_the_data(tmp_path, monkeypatch):
     assert TrainJob(cfg).key == f"TrainJob:{keys.run_folder(cfg, '.')}"
 
 
-def test_committed_results_keep_their_run_folders():
-    """Every run folder results/report names is where results/study.toml's plan puts that run today."""
-    spec, ws = load_study(REPO / "results" / "study.toml", data_dir=str(REPO))  # (no data read for these tasks)
-    planned = {str(keys.run_folder(c, "runs/paper-study")) for c in plan(spec).train_configs()}
-    named = {row["folder"] for path in (REPO / "results" / "report").glob("*/runs.csv")
+@pytest.mark.parametrize("study, report, runs", [
+    ("study.toml", "report", "runs/paper-study-v2"), ("study-v1.toml", "report-v1", "runs/paper-study")])
+def test_committed_results_keep_their_run_folders(study, report, runs):
+    """Every run folder a committed report names is where its study file's plan puts that run today."""
+    spec, ws = load_study(REPO / "results" / study, data_dir=str(REPO))  # (no data read for these tasks)
+    assert spec.report.resolve() == (REPO / "results" / report).resolve()
+    planned = {str(keys.run_folder(c, runs)) for c in plan(spec).train_configs()}
+    named = {row["folder"] for path in (REPO / "results" / report).glob("*/runs.csv")
              for row in csv.DictReader(path.open()) if row.get("folder")}
     assert len(named) > 50 and named <= planned
 

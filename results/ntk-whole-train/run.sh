@@ -13,7 +13,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here/../.."
 py="${LPFT_PYTHON:-python}"
 out="${OUT:-runs/ntk-whole-train}"
-data="${LPFT_DATA_DIR:-../shared/data}"  # the benchmark files beside the repository, as results/study-v2.toml reads them
+data="${LPFT_DATA_DIR:-../shared/data}"  # the benchmark files beside the repository, as results/study.toml reads them
 if [[ "${1:-}" != "--table" ]]; then
     # --no-regression: the kernel-regression accuracies' cross-validated fit on (N*C)-column rows, not the sketch,
     # would dominate at these N (over 40 min at SST-2 N = 900); the FT ratio and the norms do not use it
